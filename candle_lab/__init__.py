@@ -1,0 +1,31 @@
+"""candle_lab: hyperparameter optimization for health and cancer research on HPC clusters.
+
+Quick use::
+
+    import candle_lab
+    exp = candle_lab.run("gallery/digits_sklearn/experiment.yaml")
+    exp.best, exp.trials
+"""
+
+from __future__ import annotations
+
+from candle_lab.api import Experiment, open_experiment, resume, run
+from candle_lab.errors import CandleLabError, SpecError
+from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
+from candle_lab.trial import current_trial, report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CandleLabError",
+    "Experiment",
+    "ExperimentSpec",
+    "SpecError",
+    "current_trial",
+    "load_spec",
+    "open_experiment",
+    "report",
+    "resume",
+    "run",
+    "spec_from_dict",
+]

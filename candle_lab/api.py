@@ -1,0 +1,320 @@
+"""The Python API: start, resume, open and control experiments.
+
+Every other entry point (CLI, Panel app, notebook widgets, Jupyter server extension)
+goes through these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from candle_lab.errors import CandleLabError
+from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
+from candle_lab.store import (
+    DB_NAME,
+    REQUESTS,
+    SPEC_NAME,
+    Store,
+    TrialRecord,
+    experiments_root,
+    find_experiment,
+    new_experiment_dir,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from candle_lab.engine import Observer
+
+log = logging.getLogger(__name__)
+
+SpecLike = ExperimentSpec | str | os.PathLike[str] | Mapping[str, Any]
+DRIVER_LOG = "driver.log"
+STALE_SECONDS = 15.0
+
+
+def as_spec(spec: SpecLike) -> ExperimentSpec:
+    """A validated spec from a spec object, a dict, or a YAML/JSON file path."""
+    if isinstance(spec, ExperimentSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return spec_from_dict(spec)
+    return load_spec(spec)
+
+
+def create_experiment(spec: SpecLike, root: str | os.PathLike[str] | None = None) -> Path:
+    """A new experiment folder holding the spec (with its seed fixed) and an empty store."""
+    spec = as_spec(spec)
+    if spec.search.seed is None:
+        spec = spec.replace(search={"seed": secrets.randbelow(2**31)})
+    path = new_experiment_dir(experiments_root(root))
+    (path / SPEC_NAME).write_text(spec.to_yaml(), encoding="utf-8")
+    with Store(path / DB_NAME) as store:
+        store.set_meta(
+            id=path.name,
+            name=spec.name,
+            spec=spec.to_dict(),
+            seed=spec.search.seed,
+            created=time.time(),
+            state="created",
+        )
+        store.add_event("created")
+        store.commit()
+    log.info("experiment %s created in %s", path.name, path)
+    return path
+
+
+def drive(
+    exp_dir: Path,
+    *,
+    client: Any = None,
+    fn: Callable[..., Any] | None = None,
+    observer: Observer | None = None,
+) -> str:
+    """Run (or continue) the experiment in ``exp_dir`` in this process until it ends."""
+    from candle_lab.clusters import open_client
+    from candle_lab.engine import Engine
+
+    spec = load_spec(exp_dir / SPEC_NAME)
+    with Store(exp_dir / DB_NAME) as store:
+        store.set_meta(driver_pid=os.getpid(), driver_host=socket.gethostname(), heartbeat=time.time(), error=None)
+        store.commit()
+        try:
+            with contextlib.nullcontext(client) if client is not None else open_client(spec.compute) as c:
+                return Engine(spec, exp_dir, store, c, fn=fn, observer=observer).run()
+        except KeyboardInterrupt:
+            store.set_meta(state="interrupted")
+            store.commit()
+            raise
+        except BaseException as exc:
+            store.set_meta(state="failed", error="".join(traceback.format_exception(exc)))
+            store.commit()
+            raise
+
+
+def run(
+    spec: SpecLike,
+    *,
+    fn: Callable[..., Any] | None = None,
+    wait: bool = True,
+    root: str | os.PathLike[str] | None = None,
+    client: Any = None,
+    observer: Observer | None = None,
+) -> Experiment:
+    """Start an experiment.
+
+    ``fn`` overrides the spec's model with a Python function ``f(params) -> float | dict``.
+    ``wait=False`` returns at once: the search runs in a detached process (so it outlives
+    this one), or, when ``fn`` or ``client`` is given, in a thread of this process.
+    """
+    path = create_experiment(spec, root)
+    return _start(path, fn=fn, wait=wait, client=client, observer=observer)
+
+
+def resume(
+    ref: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    fn: Callable[..., Any] | None = None,
+    wait: bool = True,
+    client: Any = None,
+    observer: Observer | None = None,
+) -> Experiment:
+    """Continue a stopped or crashed experiment: completed trials are kept, never re-run."""
+    exp = open_experiment(ref, root)
+    if exp.driver_alive():
+        raise CandleLabError(f"experiment {exp.id} is still running (driver pid {exp.meta().get('driver_pid')})")
+    return _start(exp.path, fn=fn, wait=wait, client=client, observer=observer)
+
+
+def open_experiment(ref: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Experiment:
+    return Experiment(find_experiment(ref, root))
+
+
+def _start(
+    path: Path, *, fn: Callable[..., Any] | None, wait: bool, client: Any, observer: Observer | None
+) -> Experiment:
+    exp = Experiment(path)
+    if wait:
+        drive(path, client=client, fn=fn, observer=observer)
+    elif fn is not None or client is not None:
+        exp._thread = threading.Thread(
+            target=_drive_quietly, args=(path, client, fn, observer), name=f"candle-lab-{path.name}", daemon=True
+        )
+        exp._thread.start()
+    else:
+        with (path / DRIVER_LOG).open("ab") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "candle_lab.cli", "resume", str(path), "--quiet"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=path.parent,
+            )
+    return exp
+
+
+def _drive_quietly(path: Path, client: Any, fn: Callable[..., Any] | None, observer: Observer | None) -> None:
+    try:
+        drive(path, client=client, fn=fn, observer=observer)
+    except Exception:
+        log.exception("experiment %s failed", path.name)
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot of an experiment for status lines, sidebars and dashboards."""
+
+    id: str
+    name: str
+    state: str
+    trials: int
+    completed: int
+    failed: int
+    running: int
+    best: float | None
+    driver_alive: bool
+    ended_because: str | None = None
+
+
+class Experiment:
+    """A handle on one experiment folder; every property reads the store afresh."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.id = self.path.name
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.id} at {self.path}>"
+
+    def _store(self) -> Store:
+        return Store(self.path / DB_NAME, readonly=True)
+
+    @property
+    def spec(self) -> ExperimentSpec:
+        return load_spec(self.path / SPEC_NAME)
+
+    def meta(self) -> dict[str, Any]:
+        with self._store() as store:
+            return store.meta()
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial (parameters as ``param.NAME`` columns)."""
+        with self._store() as store:
+            return store.trials_frame()
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Per-step metrics reported by trials (long format)."""
+        with self._store() as store:
+            return store.metrics_frame()
+
+    def records(self) -> list[TrialRecord]:
+        with self._store() as store:
+            return store.trials()
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The best completed trial (by the spec's objective direction)."""
+        objective = self.spec.objective
+        best: TrialRecord | None = None
+        for t in self.records():
+            if (
+                t.state == "completed"
+                and t.objective is not None
+                and (
+                    best is None or objective.better(t.objective, best.objective)  # type: ignore[arg-type]
+                )
+            ):
+                best = t
+        return best
+
+    def status(self) -> Status:
+        meta = self.meta()
+        records = self.records()
+        best = self.best
+        count = {s: sum(t.state == s for t in records) for s in ("completed", "failed", "running")}
+        alive = self.driver_alive(meta)
+        state = str(meta.get("state", "unknown"))
+        if state == "running" and not alive:
+            state = "crashed"
+        return Status(
+            id=self.id,
+            name=str(meta.get("name", "")),
+            state=state,
+            trials=len(records),
+            completed=count["completed"],
+            failed=count["failed"],
+            running=count["running"],
+            best=best.objective if best else None,
+            driver_alive=alive,
+            ended_because=meta.get("ended_because"),
+        )
+
+    def driver_alive(self, meta: Mapping[str, Any] | None = None) -> bool:
+        """Is a driver process running this experiment now?"""
+        if self._thread is not None and self._thread.is_alive():
+            return True
+        meta = meta if meta is not None else self.meta()
+        if meta.get("state") not in ("running", "created"):
+            return False
+        pid, host = meta.get("driver_pid"), meta.get("driver_host")
+        if pid is None:
+            return False
+        if host == socket.gethostname():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return time.time() - float(meta.get("heartbeat", 0)) < STALE_SECONDS * 4
+        return time.time() - float(meta.get("heartbeat", 0)) < STALE_SECONDS
+
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Status:
+        """Block until the search ends (for ``wait=False`` starts); returns the final status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            time.sleep(min(poll, 2.0))  # give a detached driver time to register
+            while self.driver_alive() or self.meta().get("state") == "created":
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                time.sleep(poll)
+        return self.status()
+
+    def stop(self) -> None:
+        """Ask the driver to end the search; running trials are cancelled, results kept."""
+        self._request("stop")
+
+    def stop_trial(self, trial_id: int) -> None:
+        """Ask the driver to stop one running trial (recorded as ``stopped``)."""
+        self._request(f"stop-trial-{int(trial_id)}")
+
+    def _request(self, name: str) -> None:
+        folder = self.path / REQUESTS
+        folder.mkdir(exist_ok=True)
+        (folder / name).touch()
+
+    def report(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the self-contained HTML report; returns its path."""
+        from candle_lab.report import write_report
+
+        return write_report(self, Path(path) if path else self.path / "report.html")

@@ -1,0 +1,231 @@
+"""``candle-lab``: the command line, a thin layer over :mod:`candle_lab.api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from candle_lab import api
+from candle_lab.errors import CandleLabError, SpecError
+from candle_lab.spec import ExperimentSpec, load_spec
+from candle_lab.store import list_experiments
+
+log = logging.getLogger("candle_lab.cli")
+
+
+class ProgressBar:
+    """A tqdm bar fed by the engine's progress updates."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self._bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="trial", dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, progress: Any) -> None:
+        if self._bar is None:
+            return
+        self._bar.total = progress.max_trials or max(progress.created, 1)
+        self._bar.n = progress.finished
+        best = "-" if progress.best is None else f"{progress.best:.5g}"
+        self._bar.set_postfix_str(f"running={progress.running} failed={progress.failed} best={best}", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _finish(exp: api.Experiment, quiet: bool) -> int:
+    status = exp.status()
+    report = exp.report()
+    if quiet:
+        return 0
+    print(
+        f"experiment {exp.id} {status.state} ({status.ended_because or '-'}): "
+        f"{status.completed} completed, {status.failed} failed of {status.trials} trials"
+    )
+    best = exp.best
+    if best is None:
+        print("no completed trial")
+    else:
+        print(f"best trial: {best.trial_id} ({best.run_id}) {exp.spec.objective.metric}={best.objective:.6g}")
+        print(f"  parameters: {json.dumps(best.params)}")
+        print(f"  run folder: {exp.path / best.run_id}")
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    if args.max_trials is not None:
+        spec = spec.replace(budget={"max_trials": args.max_trials})
+    if args.workers is not None:
+        spec = spec.replace(compute={"workers": args.workers})
+    if args.detach:
+        exp = api.run(spec, wait=False, root=args.root)
+        print(f"experiment {exp.id} started in the background: {exp.path}")
+        return 0
+    path = api.create_experiment(spec, args.root)
+    print(f"experiment {path.name}: {path}", file=sys.stderr)
+    _quiet_dask(args.log_level)
+    return _drive(api.Experiment(path), args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    exp = api.open_experiment(args.experiment, args.root)
+    if exp.driver_alive():
+        raise CandleLabError(f"experiment {exp.id} is still running; stop it first (candle-lab stop {exp.id})")
+    _quiet_dask(args.log_level)
+    return _drive(exp, args.quiet)
+
+
+def _quiet_dask(level: int) -> None:
+    """dask sets its own log levels when imported; keep them to the CLI's verbosity."""
+    import distributed  # noqa: F401  (configures its loggers on import)
+
+    for name in ("distributed", "tornado", "bokeh", "bokeh.server.util"):
+        logging.getLogger(name).setLevel(level if level < logging.INFO else logging.WARNING)
+
+
+def _drive(exp: api.Experiment, quiet: bool) -> int:
+    bar = ProgressBar(exp.spec.budget.max_trials, enabled=not quiet and sys.stderr.isatty())
+    try:
+        api.drive(exp.path, observer=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted; completed trials are kept. Continue with: candle-lab resume {exp.id}", file=sys.stderr)
+        return 130
+    bar.close()
+    return _finish(exp, quiet)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    exp = api.open_experiment(args.experiment, args.root)
+    status = exp.status()
+    if args.json:
+        print(json.dumps(status.__dict__))
+        return 0
+    print(f"{status.id} {status.name}: {status.state}" + (f" ({status.ended_because})" if status.ended_because else ""))
+    print(f"trials: {status.trials} ({status.completed} completed, {status.failed} failed, {status.running} running)")
+    best = exp.best
+    if best is not None:
+        print(f"best: {best.objective:.6g} (trial {best.trial_id}) {json.dumps(best.params)}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    exp = api.open_experiment(args.experiment, args.root)
+    if args.trial is None:
+        exp.stop()
+        print(f"asked {exp.id} to stop")
+    else:
+        exp.stop_trial(args.trial)
+        print(f"asked {exp.id} to stop trial {args.trial}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    exp = api.open_experiment(args.experiment, args.root)
+    print(exp.report(args.output))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    space = spec.space.search_space()
+    print(
+        f"{args.spec}: valid. {spec.search.algorithm} over {len(space.searchable)} parameters"
+        f" ({len(space.constants)} constant), {spec.compute.workers} workers on profile {spec.compute.profile!r}"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(ExperimentSpec.json_schema(), indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for exp_id in list_experiments(args.root):
+        try:
+            s = api.open_experiment(exp_id, args.root).status()
+        except Exception as exc:  # an unreadable experiment must not hide the others
+            print(f"{exp_id}  unreadable ({exc})")
+            continue
+        best = "-" if s.best is None else f"{s.best:.6g}"
+        print(f"{s.id}  {s.state:<11} {s.trials:>5} trials  best {best:<12} {s.name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="candle-lab", description="Hyperparameter optimization on dask and SLURM.")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="experiments folder (default: $CANDLE_LAB_HOME or ./experiments)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="start an experiment from a spec file and wait for it")
+    p.add_argument("spec", type=Path, help="experiment spec (YAML or JSON)")
+    p.add_argument("--max-trials", type=int, default=None, help="override budget.max_trials")
+    p.add_argument("--workers", type=int, default=None, help="override compute.workers")
+    p.add_argument("--detach", action="store_true", help="run in the background and return at once")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a stopped or crashed experiment (completed trials are kept)")
+    p.add_argument("experiment", help="experiment id (EXP000) or folder")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="state, trial counts and best trial of an experiment")
+    p.add_argument("experiment")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("stop", help="stop an experiment, or one trial of it")
+    p.add_argument("experiment")
+    p.add_argument("--trial", type=int, default=None, help="stop only this trial")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("report", help="write the HTML report of an experiment")
+    p.add_argument("experiment")
+    p.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: EXP/report.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("validate", help="check a spec file without running it")
+    p.add_argument("spec", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of experiment specs")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("list", help="list experiments")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.log_level = level
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CandleLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

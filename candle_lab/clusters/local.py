@@ -1,0 +1,31 @@
+"""The embedded default cluster: a dask LocalCluster, one single-threaded process per worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dask
+
+from candle_lab.spec import ComputeSpec
+
+log = logging.getLogger(__name__)
+
+
+def start_local(compute: ComputeSpec) -> tuple[Any, Any]:
+    """A LocalCluster and its client for ``compute.workers`` workers."""
+    from distributed import Client, LocalCluster
+
+    # A lost worker fails its task at once; the engine, not dask, decides about retries.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(
+            n_workers=compute.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit=compute.memory or 0,
+            silence_logs=logging.ERROR,
+        )
+    client = Client(cluster)
+    log.info("local cluster with %d workers; dashboard %s", compute.workers, cluster.dashboard_link)
+    return cluster, client

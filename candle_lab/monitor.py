@@ -1,0 +1,118 @@
+"""Pure computations over a trials table: Gantt rows, utilization, idle %, best so far.
+
+Input is the DataFrame of :meth:`Store.trials_frame` (times in seconds since the epoch);
+nothing here draws. The report, the Panel dashboard and the notebook widgets share it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+STATE_ORDER = ("queued", "running", "completed", "failed", "stopped", "cancelled")
+
+
+@dataclass(frozen=True)
+class Utilization:
+    """How busy the workers were between ``start`` and ``end``."""
+
+    start: float
+    end: float
+    workers: int
+    busy_seconds: float
+    gpus_per_worker: int = 0
+
+    @property
+    def capacity_seconds(self) -> float:
+        return self.workers * max(0.0, self.end - self.start)
+
+    @property
+    def utilization(self) -> float:
+        return self.busy_seconds / self.capacity_seconds if self.capacity_seconds > 0 else 0.0
+
+    @property
+    def idle_fraction(self) -> float:
+        return 1.0 - self.utilization if self.capacity_seconds > 0 else 0.0
+
+    @property
+    def gpu_hours_used(self) -> float:
+        return self.busy_seconds * self.gpus_per_worker / 3600
+
+    @property
+    def gpu_hours_idle(self) -> float:
+        return (self.capacity_seconds - self.busy_seconds) * self.gpus_per_worker / 3600
+
+
+def _intervals(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
+    """Rows that ran: start and end (a running trial ends ``now``)."""
+    if trials.empty or "started" not in trials:
+        return pd.DataFrame(columns=["trial_id", "lane", "start", "end", "state"])
+    ran = trials[trials["started"].notna()].copy()
+    now = time.time() if now is None else now
+    ran["start"] = ran["started"].astype(float)
+    ran["end"] = ran["ended"].astype(float).where(ran["ended"].notna(), now)
+    ran["lane"] = ran["worker"].fillna("?").astype(str)
+    return ran
+
+
+def gantt_rows(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
+    """One bar per trial: ``lane`` (worker), ``start``/``end`` (seconds from the first
+    start), ``state``, and ``shade`` 0/1 alternating along each lane so that neighbouring
+    trials are told apart."""
+    ran = _intervals(trials, now)
+    if ran.empty:
+        return pd.DataFrame(columns=["trial_id", "lane", "start", "end", "state", "shade", "objective"])
+    t0 = float(ran["start"].min())
+    ran = ran.sort_values(["lane", "start"])
+    ran["shade"] = ran.groupby("lane").cumcount() % 2
+    out = ran[["trial_id", "lane", "start", "end", "state", "shade", "objective"]].copy()
+    out["start"] -= t0
+    out["end"] -= t0
+    return out.reset_index(drop=True)
+
+
+def utilization(
+    trials: pd.DataFrame, workers: int, gpus_per_worker: int = 0, *, now: float | None = None,
+    start: float | None = None, end: float | None = None,
+) -> Utilization:
+    """Busy worker-seconds over the window (default: first start to last end)."""
+    ran = _intervals(trials, now)
+    if ran.empty:
+        return Utilization(0.0, 0.0, workers, 0.0, gpus_per_worker)
+    t0 = float(ran["start"].min()) if start is None else start
+    t1 = float(ran["end"].max()) if end is None else end
+    busy = (ran["end"].clip(upper=t1) - ran["start"].clip(lower=t0)).clip(lower=0).sum()
+    return Utilization(t0, t1, workers, float(busy), gpus_per_worker)
+
+
+def running_over_time(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
+    """Step series: ``time`` (seconds from first start) and ``running`` trials."""
+    ran = _intervals(trials, now)
+    if ran.empty:
+        return pd.DataFrame({"time": [], "running": []})
+    t0 = float(ran["start"].min())
+    times = np.concatenate([ran["start"].to_numpy(), ran["end"].to_numpy()]) - t0
+    steps = np.concatenate([np.ones(len(ran)), -np.ones(len(ran))])
+    order = np.lexsort((steps, times))
+    return pd.DataFrame({"time": times[order], "running": np.cumsum(steps[order])})
+
+
+def best_so_far(trials: pd.DataFrame, direction: str = "minimize") -> pd.DataFrame:
+    """Completed trials in order of ending, with the best objective up to each."""
+    if trials.empty:
+        return pd.DataFrame({"trial_id": [], "ended": [], "objective": [], "best": []})
+    done = trials[(trials["state"] == "completed") & trials["objective"].notna()].sort_values("ended")
+    best = done["objective"].cummin() if direction == "minimize" else done["objective"].cummax()
+    out = done[["trial_id", "ended", "objective"]].copy()
+    out["best"] = best.to_numpy()
+    if not out.empty:
+        out["ended"] = out["ended"] - float(trials["started"].min())
+    return out.reset_index(drop=True)
+
+
+def state_counts(trials: pd.DataFrame) -> dict[str, int]:
+    counts = trials["state"].value_counts().to_dict() if not trials.empty else {}
+    return {s: int(counts.get(s, 0)) for s in STATE_ORDER}

@@ -1,0 +1,49 @@
+"""Search algorithms behind one small ask/tell contract."""
+
+from __future__ import annotations
+
+from candle_lab.optimizers.base import Observation, Optimizer, Proposal
+from candle_lab.optimizers.proposer import BackgroundProposer, DirectProposer, Proposer
+from candle_lab.spec import ExperimentSpec
+
+__all__ = [
+    "BackgroundProposer",
+    "DirectProposer",
+    "Observation",
+    "Optimizer",
+    "Proposal",
+    "Proposer",
+    "make_optimizer",
+]
+
+
+def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
+    """The optimizer the spec's ``search`` section asks for."""
+    search = spec.search
+    space = spec.space.search_space()
+    if search.algorithm == "grid":
+        from candle_lab.optimizers.grid import GridSearch
+
+        return GridSearch(space, search.grid_points, search.shuffle, seed)
+    if search.algorithm == "random":
+        from candle_lab.optimizers.random_search import RandomSearch
+
+        return RandomSearch(space, seed)
+    if search.algorithm == "upf":
+        from candle_lab.optimizers.upf import UnrolledRuns
+
+        return UnrolledRuns(spec.space.runs, space)
+    from candle_lab.optimizers.bo import BayesOptimizer
+
+    acquisition = search.acquisition
+    if acquisition == "auto":
+        acquisition = "qLCB" if search.algorithm == "batch-bo" else "EI"
+    return BayesOptimizer(
+        space,
+        surrogate=search.surrogate,
+        acquisition=acquisition,
+        kappa=search.kappa,
+        xi=search.xi,
+        initial_points=search.initial_points,
+        seed=seed,
+    )

@@ -1,0 +1,371 @@
+"""The experiment spec: what to run, what to search, how, for how long, and where.
+
+An :class:`ExperimentSpec` is validated and frozen. It loads from YAML or JSON, can be
+built in Python, exports a JSON Schema (for forms) and round-trips through YAML unchanged.
+Relative paths in a spec file are resolved against the file's folder at load time, and a
+space file is read into the spec, so that the copy saved with an experiment is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from candle_lab.errors import SpecError, expected_got, from_pydantic
+from candle_lab.space import (
+    MAX_GRID,
+    Parameter,
+    SearchSpace,
+    SpaceFormat,
+    UpfRun,
+    normalize_param_dict,
+    read_space_file,
+)
+
+Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo"]
+ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    ctx = info.context or {}
+    return Path(ctx.get("base_dir") or Path.cwd())
+
+
+def _resolve(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None or value == "":
+        return None
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (_base_dir(info) / path).resolve())
+
+
+# ------------------------------------------------------------------------------- model
+MODULE_FUNC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+MODULE_RE = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+class ModelSpec(Section):
+    """What one trial runs: a Python callable, a CANDLE benchmark module, or a command."""
+
+    kind: Literal["callable", "candle", "command"] = Field(
+        "callable", description="callable: module:function; candle: a CANDLE benchmark module; command: a script"
+    )
+    ref: str | None = Field(None, description="module:function (callable) or module name (candle)")
+    path: str | None = Field(None, description="Folder put on sys.path so that ref can be imported")
+    default_model: str | None = Field(None, description="CANDLE default model file (INI)")
+    config_file: str | None = Field(None, description="CANDLE --config_file, overriding the default model file")
+    command: tuple[str, ...] | None = Field(None, description="Command line of a script model")
+    result_file: str | None = Field(None, description="File (in the run directory) holding the script's result")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import shlex
+
+            return tuple(shlex.split(value))
+        return value
+
+    @field_validator("path", "default_model", "config_file")
+    @classmethod
+    def _paths(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.kind == "callable":
+            if not self.ref or not MODULE_FUNC_RE.match(self.ref):
+                raise ValueError(
+                    f"ref: expected 'module:function' for a callable model, got {self.ref!r}"
+                )
+        elif self.kind == "candle":
+            if not self.ref or not MODULE_RE.match(self.ref):
+                raise ValueError(f"ref: expected a benchmark module name like 'nt3_baseline', got {self.ref!r}")
+        elif not self.command:
+            raise ValueError("command: a command model needs the command line to run, got nothing")
+        return self
+
+
+# ------------------------------------------------------------------------------- space
+class SpaceSpec(Section):
+    """The parameters to search (or, for UPF, the explicit runs)."""
+
+    parameters: tuple[Parameter, ...] = ()
+    runs: tuple[UpfRun, ...] = Field((), description="Explicit runs of an unrolled parameter file")
+    source: str | None = Field(None, description="The space file this was read from (informational)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_forms(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, list):
+            data = {"parameters": data}
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if "file" in data:
+            fmt: SpaceFormat = data.pop("format", "auto")
+            path = Path(_resolve(str(data.pop("file")), info) or "")
+            content = read_space_file(path, fmt)
+            data.setdefault("parameters", content.parameters)
+            data.setdefault("runs", content.runs)
+            data["source"] = str(path)
+        if isinstance(data.get("parameters"), list):
+            data["parameters"] = [normalize_param_dict(p) for p in data["parameters"]]
+        return data
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SpaceSpec:
+        names = [p.name for p in self.parameters]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"parameter names must be unique, got {', '.join(repr(d) for d in dupes)} more than once")
+        return self
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace(tuple(self.parameters))
+
+
+# ------------------------------------------------------------------------------- search
+class SearchSpec(Section):
+    """How to search: the algorithm and the Bayesian-optimization settings."""
+
+    algorithm: Algorithm = Field("async-bo", description="grid | random | upf | async-bo | batch-bo")
+    surrogate: Literal["auto", "RF", "ET", "GP"] = Field(
+        "auto", description="Surrogate model; auto = GP while the data is small, extra trees beyond"
+    )
+    acquisition: Literal["auto", "LCB", "EI", "PI", "qLCB"] = Field(
+        "auto", description="auto = EI for async-bo, qLCB for batch-bo"
+    )
+    initial_points: int = Field(10, ge=1, description="Size of the initial (Latin hypercube) design")
+    batch_size: int | None = Field(None, ge=1, description="Points per round of batch-bo (default: workers)")
+    kappa: float = Field(1.96, gt=0, description="Exploration weight of LCB (mean of qLCB's weights)")
+    xi: float = Field(0.01, ge=0, description="Improvement margin of EI and PI")
+    seed: int | None = Field(None, description="Random seed (fixed when the experiment is created)")
+    shuffle: bool = Field(False, description="Grid: visit the points in random order (CANDLE's random grid)")
+    grid_points: int = Field(5, ge=2, description="Grid: values per real/integer parameter")
+
+
+# ------------------------------------------------------------------------------- budget
+def parse_duration(value: Any, field: str = "duration") -> float | None:
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``, ``"01:30:00"`` or ``"1-00:00:00"``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(expected_got("a duration like 3600, '30m', '2h' or '01:30:00'", value))
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        units = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?", text)
+        clock = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?", text)
+        if match:
+            seconds = float(match.group(1)) * units[match.group(2) or "s"]
+        elif clock:
+            days, a, b, c = clock.groups()
+            h, m, s = (int(a), int(b), int(c)) if c is not None else (int(a), int(b), 0)
+            seconds = int(days or 0) * 86400 + h * 3600 + m * 60 + s
+        else:
+            raise ValueError(expected_got("a duration like 3600, '30m', '2h' or '01:30:00'", value))
+    if seconds <= 0:
+        raise ValueError(expected_got(f"a positive {field}", value))
+    return seconds
+
+
+class BudgetSpec(Section):
+    """When the search ends: trials, wall time, or a target objective reached."""
+
+    max_trials: int | None = Field(None, ge=1, description="Most trials to run")
+    max_time: float | None = Field(None, description="Most wall time in seconds (accepts '30m', '2h', '01:00:00')")
+    target: float | None = Field(None, description="End the search when the objective reaches this value")
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return parse_duration(value, "max_time")
+
+
+class ObjectiveSpec(Section):
+    metric: str = Field("val_loss", min_length=1, description="Name of the metric to optimise")
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+    def loss(self, value: float) -> float:
+        """The value the optimizers minimise."""
+        return value if self.direction == "minimize" else -value
+
+    def reached(self, value: float, target: float) -> bool:
+        return value <= target if self.direction == "minimize" else value >= target
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.direction == "minimize" else a > b
+
+
+# ------------------------------------------------------------------------------- compute
+MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
+
+
+class ComputeSpec(Section):
+    """Where trials run: a site profile and overrides within its limits."""
+
+    profile: str = Field("local", description="Site profile name (site_profiles/NAME.yaml) or a path")
+    workers: int = Field(2, ge=1, description="Most workers (one trial runs on one worker at a time)")
+    cores: int = Field(1, ge=1, description="CPU cores per worker")
+    memory: str | None = Field(None, description="Memory per worker, e.g. '4GB'")
+    gpus: int = Field(0, ge=0, description="GPUs per worker")
+    gpu_type: str | None = Field(None, description="GPU type, e.g. 'v100'")
+    partition: str | None = Field(None, description="SLURM partition")
+    walltime: str | None = Field(None, description="Walltime of each worker job, HH:MM:SS")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not MEMORY_RE.match(value.strip()):
+            raise ValueError(expected_got("a size like '4GB' or '500MB'", value))
+        return value.strip() if value else value
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not re.fullmatch(r"(\d+-)?\d+:\d{2}(:\d{2})?", value.strip()):
+                raise ValueError(expected_got("a walltime like '04:00:00' or '1-00:00:00'", value))
+            return value.strip()
+        return value
+
+
+class TrialSpec(Section):
+    retries: int = Field(1, ge=0, description="Re-runs of a trial that raised or lost its worker")
+    timeout: float | None = Field(None, description="Most seconds one trial may run (accepts '30m')")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return parse_duration(value, "timeout")
+
+
+# ------------------------------------------------------------------------------- experiment
+class ExperimentSpec(Section):
+    """A whole experiment. Build in Python, or load with :func:`load_spec`."""
+
+    name: str = Field("experiment", min_length=1, max_length=120)
+    description: str = ""
+    model: ModelSpec
+    space: SpaceSpec
+    search: SearchSpec = SearchSpec()
+    budget: BudgetSpec = BudgetSpec()
+    objective: ObjectiveSpec = ObjectiveSpec()
+    compute: ComputeSpec = ComputeSpec()
+    trial: TrialSpec = TrialSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        algo = self.search.algorithm
+        space = self.space
+        if algo == "upf":
+            if not space.runs:
+                raise ValueError("space: algorithm 'upf' needs runs (give space.file: an unrolled parameter file)")
+            return self
+        if space.runs:
+            raise ValueError(f"space: runs from an unrolled parameter file need search.algorithm 'upf', got {algo!r}")
+        searchable = space.search_space().searchable
+        if not searchable:
+            raise ValueError("space: expected at least one parameter to search, got none")
+        if algo == "grid":
+            size = space.search_space().grid_size(self.search.grid_points)
+            if size > MAX_GRID:
+                raise ValueError(
+                    f"space: the grid has {size:,} points (more than {MAX_GRID:,}); "
+                    "use fewer grid_points, fewer parameters, or random search"
+                )
+        elif self.budget.max_trials is None and self.budget.max_time is None:
+            raise ValueError(
+                f"budget: {algo} search does not end on its own; set budget.max_trials or budget.max_time"
+            )
+        return self
+
+    # ---- conversions
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def replace(self, **sections: Any) -> ExperimentSpec:
+        """A copy with some fields replaced (``spec.replace(budget={'max_trials': 5})``), validated."""
+        data = self.to_dict()
+        for key, value in sections.items():
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json", exclude_none=True)
+            if isinstance(value, Mapping) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return spec_from_dict(data)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema()
+
+
+def allowed_fields() -> dict[str, list[str]]:
+    """Field names per section, for 'unknown field' messages."""
+    out: dict[str, list[str]] = {"": list(ExperimentSpec.model_fields)}
+    for name, info in ExperimentSpec.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out[name] = list(ann.model_fields)
+    out["space"] = ["parameters", "runs", "source", "file", "format"]
+    return out
+
+
+def spec_from_dict(data: Any, base_dir: Path | None = None, source: str | None = None) -> ExperimentSpec:
+    """Validate a dict into an :class:`ExperimentSpec`; raises :class:`SpecError` naming the fields."""
+    if not isinstance(data, Mapping):
+        raise SpecError.one("", expected_got("a mapping of sections (model, space, search, ...)", data), source)
+    try:
+        return ExperimentSpec.model_validate(dict(data), context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as exc:
+        raise from_pydantic(exc, source, allowed_fields()) from None
+    except SpecError as exc:
+        raise SpecError(exc.problems, source or exc.source) from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Load a YAML or JSON spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError.one("", f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError.one("", f"cannot read spec file {path}: {exc}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError.one("", f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})", str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError.one("", f"{where}not valid YAML ({problem})", str(path)) from None
+    return spec_from_dict(data, base_dir=path.parent.resolve(), source=str(path))

@@ -1,0 +1,292 @@
+"""The SQLite store of one experiment (WAL; the driver is its only writer).
+
+Tables: ``meta`` (key/value: spec, seed, state, driver heartbeat), ``trials`` (one row
+per trial with its latest attempt), ``metrics`` (per-step metrics, long format),
+``events`` (what happened, for the timeline and for debugging).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TrialState = Literal["queued", "running", "completed", "failed", "stopped", "cancelled"]
+FINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "stopped", "cancelled"})
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id INTEGER PRIMARY KEY,
+    run_id TEXT UNIQUE NOT NULL,
+    params TEXT NOT NULL,
+    state TEXT NOT NULL,
+    objective REAL,
+    metrics TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    worker TEXT,
+    host TEXT,
+    gpu TEXT,
+    round INTEGER,
+    queued REAL,
+    started REAL,
+    ended REAL,
+    reason TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    trial_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    time REAL
+);
+CREATE INDEX IF NOT EXISTS metrics_trial ON metrics (trial_id);
+CREATE TABLE IF NOT EXISTS events (
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    trial_id INTEGER,
+    detail TEXT
+);
+"""
+
+TRIAL_COLUMNS = [
+    "trial_id",
+    "run_id",
+    "params",
+    "state",
+    "objective",
+    "metrics",
+    "attempt",
+    "worker",
+    "host",
+    "gpu",
+    "round",
+    "queued",
+    "started",
+    "ended",
+    "reason",
+    "error",
+]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as stored. Times are seconds since the epoch."""
+
+    trial_id: int
+    run_id: str
+    params: dict[str, Any]
+    state: str
+    objective: float | None = None
+    metrics: dict[str, float] | None = None
+    attempt: int = 1
+    worker: str | None = None
+    host: str | None = None
+    gpu: str | None = None
+    round: int | None = None
+    queued: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    reason: str | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=_plain, allow_nan=True)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and other simple objects."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+class Store:
+    """Reads and writes one experiment's database. Writers call :meth:`commit`."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    # ------------------------------------------------------------------ meta
+    def set_meta(self, **values: Any) -> None:
+        self._db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, json.dumps(v, default=_plain)) for k, v in values.items()],
+        )
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    # ------------------------------------------------------------------ trials
+    def add_trial(
+        self,
+        trial_id: int,
+        run_id: str,
+        params: Mapping[str, Any],
+        *,
+        round: int | None = None,
+        queued: float | None = None,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO trials (trial_id, run_id, params, state, attempt, round, queued) "
+            "VALUES (?, ?, ?, 'queued', 1, ?, ?)",
+            (trial_id, run_id, _json(dict(params)), round, queued if queued is not None else time.time()),
+        )
+
+    def mark_running(
+        self, trial_id: int, attempt: int, *, worker: str | None, host: str | None, gpu: str | None, started: float
+    ) -> None:
+        self._db.execute(
+            "UPDATE trials SET state = 'running', attempt = ?, worker = ?, host = ?, gpu = ?, started = ?, "
+            "ended = NULL WHERE trial_id = ? AND state NOT IN ('completed', 'failed', 'stopped', 'cancelled')",
+            (attempt, worker, host, gpu, started, trial_id),
+        )
+
+    def requeue(self, trial_id: int, attempt: int, reason: str | None = None, error: str | None = None) -> None:
+        """A new attempt of a trial (after an error or a lost worker)."""
+        self._db.execute(
+            "UPDATE trials SET state = 'queued', attempt = ?, started = NULL, ended = NULL, reason = ?, error = ?, "
+            "queued = ? WHERE trial_id = ?",
+            (attempt, reason, error, time.time(), trial_id),
+        )
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        *,
+        objective: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        attempt: int | None = None,
+        worker: str | None = None,
+        host: str | None = None,
+        gpu: str | None = None,
+        started: float | None = None,
+        ended: float | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._db.execute(
+            "UPDATE trials SET state = ?, objective = ?, metrics = ?, attempt = COALESCE(?, attempt), "
+            "worker = COALESCE(?, worker), host = COALESCE(?, host), gpu = COALESCE(?, gpu), "
+            "started = COALESCE(?, started), ended = ?, reason = ?, error = ? WHERE trial_id = ?",
+            (
+                state,
+                _finite(objective),
+                _json(dict(metrics) if metrics else None),
+                attempt,
+                worker,
+                host,
+                gpu,
+                started,
+                ended if ended is not None else time.time(),
+                reason,
+                error,
+                trial_id,
+            ),
+        )
+
+    def trials(self, states: Iterable[str] | None = None) -> list[TrialRecord]:
+        query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials"
+        args: Sequence[Any] = ()
+        if states is not None:
+            wanted = list(states)
+            query += f" WHERE state IN ({', '.join('?' * len(wanted))})"
+            args = wanted
+        rows = self._db.execute(query + " ORDER BY trial_id", args).fetchall()
+        out = []
+        for row in rows:
+            data = dict(zip(TRIAL_COLUMNS, row, strict=True))
+            data["params"] = json.loads(data["params"])
+            data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else None
+            out.append(TrialRecord(**data))
+        return out
+
+    def trial(self, trial_id: int) -> TrialRecord | None:
+        found = [t for t in self.trials() if t.trial_id == trial_id]
+        return found[0] if found else None
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+
+    # ------------------------------------------------------------------ metrics and events
+    def add_metrics(self, trial_id: int, attempt: int, step: int, values: Mapping[str, float], when: float) -> None:
+        self._db.executemany(
+            "INSERT INTO metrics (trial_id, attempt, step, name, value, time) VALUES (?, ?, ?, ?, ?, ?)",
+            [(trial_id, attempt, step, name, _finite(float(v)), when) for name, v in values.items()],
+        )
+
+    def add_event(self, kind: str, trial_id: int | None = None, detail: Any = None, when: float | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO events (time, kind, trial_id, detail) VALUES (?, ?, ?, ?)",
+            (when if when is not None else time.time(), kind, trial_id, _json(detail)),
+        )
+
+    def events(self) -> list[tuple[float, str, int | None, Any]]:
+        rows = self._db.execute("SELECT time, kind, trial_id, detail FROM events ORDER BY rowid").fetchall()
+        return [(t, k, i, json.loads(d) if d else None) for t, k, i, d in rows]
+
+    # ------------------------------------------------------------------ data frames
+    def trials_frame(self) -> pd.DataFrame:
+        """One row per trial: ids, state, objective, times, worker, and one column per parameter."""
+        import pandas as pd
+
+        records = self.trials()
+        rows = []
+        for t in records:
+            row = {c: getattr(t, c) for c in TRIAL_COLUMNS if c not in ("params", "metrics")}
+            row.update({f"param.{k}": v for k, v in t.params.items()})
+            row.update({f"metric.{k}": v for k, v in (t.metrics or {}).items()})
+            rows.append(row)
+        columns = [c for c in TRIAL_COLUMNS if c not in ("params", "metrics")]
+        frame = pd.DataFrame(rows, columns=None if rows else columns)
+        if rows:
+            frame["duration"] = frame["ended"] - frame["started"]
+        return frame
+
+    def metrics_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_sql_query(
+            "SELECT trial_id, attempt, step, name, value, time FROM metrics ORDER BY trial_id, step", self._db
+        )

@@ -1,0 +1,124 @@
+"""The ``candle-lab`` command: run, kill -9 and resume, status, report, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TESTS, model_spec
+
+from candle_lab.cli import main
+from candle_lab.store import Store
+
+CLI = [sys.executable, "-m", "candle_lab.cli"]
+BAD_SPECS = sorted((TESTS / "data" / "bad_specs").glob("*.yaml"))
+
+
+def write_spec(tmp_path: Path, **sections: object) -> Path:
+    data = model_spec(
+        "sleepy",
+        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.6}],
+        **sections,
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def completed(db: Path) -> dict[int, tuple[float | None, float | None, float | None]]:
+    if not db.exists():
+        return {}
+    try:
+        with Store(db, readonly=True) as store:
+            return {t.trial_id: (t.objective, t.started, t.ended) for t in store.trials(["completed"])}
+    except Exception:  # the driver may still be creating the tables
+        return {}
+
+
+def test_resume_after_sigkill_loses_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "experiments"
+    spec = write_spec(tmp_path, budget={"max_trials": 12}, search={"algorithm": "async-bo", "initial_points": 4})
+    driver = subprocess.Popen(
+        [*CLI, "--root", str(root), "run", str(spec), "-q"], start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    db = root / "EXP000" / "experiment.db"
+    deadline = time.monotonic() + 90
+    while len(completed(db)) < 4:
+        assert driver.poll() is None, driver.stdout.read().decode() if driver.stdout else ""
+        assert time.monotonic() < deadline, "the driver did not complete 4 trials in time"
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local cluster, mid-search
+    driver.wait()
+    before = completed(db)
+    assert 4 <= len(before) < 12
+
+    status = subprocess.run([*CLI, "--root", str(root), "status", "EXP000"], capture_output=True, text=True)
+    assert "crashed" in status.stdout, status.stdout
+
+    resumed = subprocess.run([*CLI, "--root", str(root), "resume", "EXP000"], capture_output=True, text=True,
+                             timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "best trial" in resumed.stdout and "report:" in resumed.stdout
+    after = completed(db)
+    assert len(after) == 12, after
+    for trial_id, values in before.items():
+        assert after[trial_id] == values  # kept as it was: never re-run
+    with Store(db, readonly=True) as store:
+        records = store.trials()
+    assert [t.trial_id for t in records] == list(range(12))
+    assert len({json.dumps(t.params, sort_keys=True) for t in records}) == 12
+
+
+def test_run_status_report_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "experiments"
+    spec = write_spec(tmp_path, budget={"max_trials": 3})
+    assert main(["--root", str(root), "run", str(spec), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "best trial: " in out and "report: " in out
+    assert (root / "EXP000" / "report.html").is_file()
+    assert main(["--root", str(root), "status", "EXP000", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "completed" and status["completed"] == 3
+    assert main(["--root", str(root), "list"]) == 0
+    assert "EXP000" in capsys.readouterr().out
+    out_file = tmp_path / "r.html"
+    assert main(["--root", str(root), "report", "0", "-o", str(out_file)]) == 0
+    assert out_file.stat().st_size > 100_000  # plotly is inlined: the report works offline
+
+
+def test_unknown_experiment_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(tmp_path), "status", "EXP042"]) == 1
+    err = capsys.readouterr().err
+    assert "experiment: expected an experiment id" in err and "EXP042" in err
+
+
+def test_schema_is_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"model", "space", "search", "budget", "objective", "compute", "trial"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize("path", BAD_SPECS, ids=[p.stem for p in BAD_SPECS])
+def test_bad_spec_names_the_field(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expect = path.read_text().splitlines()[0].removeprefix("# expect:").strip()
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert expect in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_bad_spec_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("model: {ref: 'm:f'}\nspace:\n  - {name: lr, type: real, low: 1, high: 0.1}\nbudget: {max_trials: 2}\n")
+    result = subprocess.run([*CLI, "run", str(spec)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "space.parameters[0] (lr)" in result.stderr and "low" in result.stderr, result.stderr

@@ -1,0 +1,175 @@
+"""The search loop on a real local dask cluster: modes, failures, budget, stop requests."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import model_spec
+
+import candle_lab
+from candle_lab import monitor
+
+
+def run(spec: dict[str, Any], client: Any, root: Path) -> candle_lab.Experiment:
+    return candle_lab.run(spec, client=client, root=root)
+
+
+def test_async_keeps_every_worker_busy(client: Any, root: Path) -> None:
+    spec = model_spec(
+        "sleepy",
+        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 1.0}],
+        search={"algorithm": "async-bo", "initial_points": 3},
+        budget={"max_trials": 10},
+    )
+    exp = run(spec, client, root)
+    trials = exp.trials
+    assert (trials["state"] == "completed").all() and len(trials) == 10
+    steps = monitor.running_over_time(trials)
+    assert steps["running"].max() <= 2
+    # From when both workers first ran to the last start, two trials were in flight
+    # nearly all of the time (a gap is only the proposal + dispatch latency).
+    t0 = steps.loc[steps["running"] == 2, "time"].min()
+    t1 = float(trials["started"].max() - trials["started"].min())
+    usage = monitor.utilization(trials, 2, start=trials["started"].min() + t0, end=trials["started"].min() + t1)
+    assert usage.utilization > 0.9, usage
+
+
+def test_grid_covers_every_point_exactly_once(client: Any, root: Path) -> None:
+    space = [
+        {"name": "x", "type": "categorical", "choices": [0.1, 0.2, 0.3]},
+        {"name": "sleep", "type": "integer", "low": 0, "high": 1},
+        {"name": "tag", "type": "categorical", "choices": ["a", "b"]},
+    ]
+    spec = model_spec("sleepy", space=space, search={"algorithm": "grid", "shuffle": True}, budget={})
+    spec["budget"] = {}
+    exp = run(spec, client, root)
+    seen = [tuple(t.params[k] for k in ("x", "sleep", "tag")) for t in exp.records()]
+    assert sorted(seen) == sorted(itertools.product([0.1, 0.2, 0.3], [0, 1], ["a", "b"]))
+    assert exp.status().ended_because == "exhausted"
+
+
+def test_batch_rounds_wait_for_each_other(client: Any, root: Path) -> None:
+    spec = model_spec(
+        "sleepy",
+        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.1}],
+        search={"algorithm": "batch-bo", "initial_points": 4, "batch_size": 3},
+        budget={"max_trials": 10},
+    )
+    exp = run(spec, client, root)
+    trials = exp.trials
+    assert list(trials.groupby("round").size()) == [4, 3, 3]
+    for r in (1, 2):
+        previous, current = trials[trials["round"] == r - 1], trials[trials["round"] == r]
+        assert current["queued"].min() >= previous["ended"].max()
+
+
+def test_failing_trial_is_retried_then_completes(client: Any, root: Path) -> None:
+    exp = run(model_spec("flaky", trial={"retries": 1}, budget={"max_trials": 3}), client, root)
+    records = exp.records()
+    assert [t.state for t in records] == ["completed"] * 3
+    assert {t.attempt for t in records} == {2}
+    retries = [e for e in exp_events(exp) if e[1] == "retry"]
+    assert len(retries) == 3 and "first attempt fails" in retries[0][3]["error"]
+
+
+def test_failures_are_recorded_with_reason_and_search_goes_on(client: Any, root: Path) -> None:
+    space = [{"name": "x", "type": "categorical", "choices": [0.2, 0.9]}]
+    broken = run(model_spec("broken", space=space, search={"algorithm": "grid"}, budget={}, trial={"retries": 0}),
+                 client, root)
+    by_x = {t.params["x"]: t for t in broken.records()}
+    assert by_x[0.2].state == "completed" and by_x[0.2].objective == 0.2
+    assert by_x[0.9].state == "failed" and by_x[0.9].reason == "exception"
+    assert "ValueError: broken model: x=0.9 is too large" in (by_x[0.9].error or "")
+    nan = run(model_spec("nan_model", space=space, search={"algorithm": "grid"}, budget={}), client, root)
+    failed = [t for t in nan.records() if t.state == "failed"]
+    assert len(failed) == 1 and failed[0].reason == "nan" and failed[0].attempt == 1  # NaN is not retried
+
+
+def test_timeout_fails_the_trial_and_frees_the_worker(client: Any, root: Path) -> None:
+    space = [{"name": "x", "type": "categorical", "choices": [0.1, 0.9, 0.2, 0.3]}]
+    start = time.monotonic()
+    exp = run(model_spec("hang", space=space, search={"algorithm": "grid"}, budget={}, trial={"timeout": 2}),
+              client, root)
+    assert time.monotonic() - start < 40
+    by_x = {t.params["x"]: t for t in exp.records()}
+    assert by_x[0.9].state == "failed" and by_x[0.9].reason == "timeout"
+    assert all(by_x[x].state == "completed" for x in (0.1, 0.2, 0.3))
+
+
+def test_lost_worker_trial_is_rescheduled(client: Any, root: Path) -> None:
+    exp = run(model_spec("crash_once", budget={"max_trials": 2}, trial={"retries": 2}), client, root)
+    records = exp.records()
+    assert [t.state for t in records] == ["completed", "completed"]
+    assert all(t.attempt == 2 for t in records)
+    assert any(e[1] == "retry" and e[3]["reason"] == "lost-worker" for e in exp_events(exp))
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_target_ends_the_search(client: Any, root: Path) -> None:
+    spec = model_spec("sleepy", budget={"max_trials": 40, "target": 0.5}, search={"algorithm": "random", "seed": 3})
+    exp = run(spec, client, root)
+    status = exp.status()
+    assert status.ended_because == "target"
+    assert exp.best is not None and exp.best.objective <= 0.5
+    assert status.trials < 40
+
+
+def test_maximize_and_metrics_reach_the_store(client: Any, root: Path) -> None:
+    spec = model_spec("curve", objective={"metric": "objective", "direction": "maximize"}, budget={"max_trials": 4})
+    exp = run(spec, client, root)
+    assert exp.best is not None
+    assert exp.best.objective == max(t.objective for t in exp.records() if t.objective is not None)
+    metrics = exp.metrics
+    assert set(metrics["step"]) == {1, 2, 3} and (metrics.groupby("trial_id").size() == 3).all()
+
+
+def test_stop_requests(client: Any, root: Path) -> None:
+    spec = model_spec(
+        "sleepy",
+        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 1.5}],
+        budget={"max_trials": 50},
+    )
+    exp = candle_lab.run(spec, client=client, root=root, wait=False)
+    deadline = time.monotonic() + 30
+    while not any(t.state == "running" for t in exp.records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    running = next(t for t in exp.records() if t.state == "running")
+    exp.stop_trial(running.trial_id)
+    deadline = time.monotonic() + 30
+    while exp.records()[running.trial_id].state == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert exp.records()[running.trial_id].state == "stopped"
+    exp.stop()
+    status = exp.wait(timeout=60)
+    assert status.state == "stopped" and status.trials < 50
+    assert not any(t.state in ("running", "queued") for t in exp.records())
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_python_function_and_report(client: Any, root: Path) -> None:
+    spec = model_spec("sleepy", budget={"max_trials": 4})
+
+    def square(params: dict[str, Any]) -> float:
+        return (params["x"] - 0.5) ** 2
+
+    exp = candle_lab.run(spec, fn=square, client=client, root=root)
+    frame = exp.trials
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 4
+    assert frame["objective"].tolist() == pytest.approx([(x - 0.5) ** 2 for x in frame["param.x"]])
+    report = exp.report()
+    text = report.read_text()
+    assert "Trials per worker" in text and "plotly" in text and exp.best.run_id in text  # type: ignore[union-attr]
+
+
+def exp_events(exp: candle_lab.Experiment) -> list[tuple[float, str, int | None, Any]]:
+    from candle_lab.store import Store
+
+    with Store(exp.path / "experiment.db", readonly=True) as store:
+        return store.events()

@@ -1,0 +1,59 @@
+"""Models used by the engine tests; imported by dask workers (``model.path`` = this folder)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+import candle_lab
+from candle_lab.trial import current_trial
+
+
+def _attempt() -> int:
+    ctx = current_trial()
+    return ctx.task.attempt if ctx else 1
+
+
+def sleepy(params: dict[str, Any]) -> dict[str, float]:
+    time.sleep(float(params.get("sleep", 0.3)))
+    x = float(params.get("x", 0.0))
+    return {"loss": (x - 0.3) ** 2, "x": x}
+
+
+def curve(params: dict[str, Any]) -> float:
+    x = float(params["x"])
+    for step in range(1, 4):
+        candle_lab.report(step, loss=x / step)
+    return x
+
+
+def flaky(params: dict[str, Any]) -> float:
+    """Raises on the first attempt, succeeds on the second."""
+    if _attempt() == 1:
+        raise RuntimeError("flaky model: first attempt fails")
+    return float(params["x"])
+
+
+def broken(params: dict[str, Any]) -> float:
+    if params["x"] > 0.5:
+        raise ValueError(f"broken model: x={params['x']} is too large")
+    return float(params["x"])
+
+
+def nan_model(params: dict[str, Any]) -> float:
+    return math.nan if params["x"] > 0.5 else float(params["x"])
+
+
+def hang(params: dict[str, Any]) -> float:
+    if params["x"] > 0.5:
+        time.sleep(60)
+    return float(params["x"])
+
+
+def crash_once(params: dict[str, Any]) -> float:
+    """Kills its worker process on the first attempt (a lost worker)."""
+    if _attempt() == 1:
+        os._exit(3)
+    return float(params["x"])

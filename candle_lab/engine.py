@@ -11,11 +11,14 @@ arrive on one queue; the loop is the only writer of the store.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import queue
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +33,26 @@ from candle_lab.optimizers import (
     make_optimizer,
 )
 from candle_lab.spec import ExperimentSpec
+from candle_lab.stopping import make_rule
 from candle_lab.store import REQUESTS, Store, default_run_id, run_dir_name
-from candle_lab.trial import RETRYABLE, TOPIC, TrialOutcome, TrialTask, read_outcome, run_trial
+from candle_lab.trial import (
+    PARAMS_FILE,
+    RETRYABLE,
+    TOPIC,
+    TrialOutcome,
+    TrialTask,
+    read_outcome,
+    request_stop,
+    run_trial,
+)
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 0.25
+STOP_GRACE_SECONDS = 10.0  # a trial asked to stop gets this long to end at an epoch boundary
+BEST_DIR = "best"
+QUEUE_AHEAD = 16  # non-adaptive searches: trials queued on the scheduler beyond the workers
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,8 @@ class _Trial:
     started: float | None = None
     address: str | None = None
     worker: str | None = None
+    stop_deadline: float | None = None  # asked to stop: killed if still running then
+    stop_reason: str | None = None
 
 
 @dataclass
@@ -99,6 +117,8 @@ class Engine:
         self.fn = fn
         self.observer = observer
         self.exp_id = exp_dir.name
+        # Unique on a shared scheduler: task keys and events of two experiments never mix.
+        self.key = f"{exp_dir.name}-{uuid.uuid4().hex[:8]}"
         self.batch = spec.search.algorithm == "batch-bo"
         self.workers = spec.compute.workers
         meta = store.meta()
@@ -112,6 +132,8 @@ class Engine:
         self._start = time.monotonic()
         self._last_beat = 0.0
         self._model = spec.model.model_dump(mode="json")
+        t = spec.trial
+        self._rule = make_rule(t.early_stop, t.grace_epochs, t.min_trials, t.eta)
 
     # ------------------------------------------------------------------ public
     def run(self) -> str:
@@ -191,62 +213,79 @@ class Engine:
         return max(0, self.spec.budget.max_trials - self._n.created)
 
     def _dispatch(self, proposer: Proposer) -> None:
-        if self._n.reruns:
-            while self._n.reruns and (self.batch or len(self._running) < self._capacity()):
-                self._submit(self._n.reruns.pop(0))
+        """Submit re-runs and new trials, all in one scheduler update."""
+        batch: list[_Trial] = []
+        while self._n.reruns and (self.batch or len(self._running) + len(batch) < self._capacity()):
+            batch.append(self._n.reruns.pop(0))
         if self.batch:
-            if self._running or self._room() == 0:
-                return
-            want = self.spec.search.batch_size or self.workers
-            if self._n.rounds == 0 and self.spec.search.algorithm == "batch-bo":
-                want = self.spec.search.initial_points
-            self._new_trials(proposer, min(want, self._room()), round=self._n.rounds)
-            self._n.rounds += 1
-            return
-        free = self._capacity() - len(self._running)
-        if free > 0 and self._room() > 0:
-            self._new_trials(proposer, min(free, self._room()), round=None)
+            if not self._running and not batch and self._room() > 0:
+                want = self.spec.search.batch_size or self.workers
+                if self._n.rounds == 0:
+                    want = self.spec.search.initial_points
+                batch += self._new_trials(proposer, min(want, self._room()), round=self._n.rounds)
+                self._n.rounds += 1
+        else:
+            free = self._capacity() - len(self._running) - len(batch)
+            if free >= self._refill_at() and self._room() > 0:
+                batch += self._new_trials(proposer, min(free, self._room()), round=None)
+        self._submit(batch)
 
     def _capacity(self) -> int:
-        # Non-adaptive searches queue a second wave on the scheduler so that a worker
-        # never waits for the driver; adaptive ones propose at the last moment.
-        return self.workers if self.optimizer.adaptive else 2 * self.workers
+        """Trials submitted at once. Adaptive searches propose at the last moment (one
+        per worker); the others keep a queue on the scheduler so that no worker waits
+        for the driver, refilled in chunks to keep scheduler updates few."""
+        return self.workers if self.optimizer.adaptive else self.workers + max(self.workers, QUEUE_AHEAD)
 
-    def _new_trials(self, proposer: Proposer, n: int, round: int | None) -> None:
+    def _refill_at(self) -> int:
+        return 1 if self.optimizer.adaptive else max(1, min(self.workers, QUEUE_AHEAD) // 2)
+
+    def _new_trials(self, proposer: Proposer, n: int, round: int | None) -> list[_Trial]:
         if n <= 0 or proposer.exhausted:
-            return
+            return []
+        out = []
         for proposal in proposer.take(n):
             trial_id = self._n.created
             run_id = proposal.run_id or default_run_id(trial_id)
-            trial = _Trial(trial_id, run_id, proposal.params, round)
             self.store.add_trial(trial_id, run_id, proposal.params, round=round)
             self._n.created += 1
-            self._submit(trial)
+            out.append(_Trial(trial_id, run_id, proposal.params, round))
+        return out
 
-    def _submit(self, trial: _Trial) -> None:
-        task = TrialTask(
-            experiment=self.exp_id,
-            run_dir=str(self._run_dir(trial.run_id)),
-            trial_id=trial.trial_id,
-            run_id=trial.run_id,
-            attempt=trial.attempt,
-            params=trial.params,
-            model=self._model,
-            metric=self.spec.objective.metric,
-            timeout=self.spec.trial.timeout,
-            fn=self.fn,
-        )
-        key = f"{self.exp_id}-trial{trial.trial_id}-a{trial.attempt}"
-        trial.started = None
-        trial.future = self.client.submit(run_trial, task, key=key, pure=False)
-        self._running[trial.trial_id] = trial
-        trial.future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
+    def _submit(self, trials: list[_Trial]) -> None:
+        if not trials:
+            return
+        tasks = [
+            TrialTask(
+                experiment=self.key,
+                run_dir=str(self._run_dir(t.run_id)),
+                trial_id=t.trial_id,
+                run_id=t.run_id,
+                attempt=t.attempt,
+                params=t.params,
+                model=self._model,
+                metric=self.spec.objective.metric,
+                timeout=self.spec.trial.timeout,
+                cores=self.spec.compute.cores,
+                gpus=self.spec.compute.gpus,
+                save_model=self.spec.trial.keep_models != "none",
+                fn=self.fn,
+            )
+            for t in trials
+        ]
+        keys = [f"{self.key}-trial{t.trial_id}-a{t.attempt}" for t in trials]
+        futures = self.client.map(run_trial, tasks, key=keys, pure=False)
+        for trial, future in zip(trials, futures, strict=True):
+            trial.started = None
+            trial.stop_deadline = trial.stop_reason = None
+            trial.future = future
+            self._running[trial.trial_id] = trial
+            future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
 
     # ------------------------------------------------------------------ completions and events
     def _on_event(self, event: Any) -> None:
         """Called by dask (on its own thread) for each worker event of our topic."""
         message = event[1] if isinstance(event, tuple) else event
-        if isinstance(message, dict) and message.get("experiment") == self.exp_id:
+        if isinstance(message, dict) and message.get("experiment") == self.key:
             self._inbox.put(("event", message))
 
     def _wait_and_handle(self, proposer: Proposer) -> None:
@@ -254,20 +293,18 @@ class Engine:
             item = self._inbox.get(timeout=POLL_SECONDS)
         except queue.Empty:
             return
-        done: list[Observation] = []
+        done: list[tuple[_Trial, int, Any]] = []
         while True:
             kind, payload = item
             if kind == "done":
-                obs = self._on_done(*payload)
-                if obs is not None:
-                    done.append(obs)
+                done.append(payload)
             else:
                 self._on_message(payload)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-        proposer.tell(done)
+        proposer.tell(self._on_done(done))
         self.store.commit()
         self._notify()
 
@@ -288,43 +325,63 @@ class Engine:
                 started=trial.started,
             )
         elif message["kind"] == "metrics":
-            self.store.add_metrics(
-                trial.trial_id, trial.attempt, int(message["step"]), message["metrics"], float(message["time"])
-            )
+            step, values = int(message["step"]), message["metrics"]
+            self.store.add_metrics(trial.trial_id, trial.attempt, step, values, float(message["time"]))
+            metric = self.spec.objective.metric
+            if self._rule is not None and metric in values and trial.stop_reason is None:
+                loss = self.spec.objective.loss(float(values[metric]))
+                if self._rule.should_stop(trial.trial_id, step, loss):
+                    log.info(
+                        "early stopping trial %d at epoch %d (%s=%g)", trial.trial_id, step, metric, values[metric]
+                    )
+                    self._ask_stop(trial, "early-stop")
 
-    def _on_done(self, trial: _Trial, attempt: int, future: Any) -> Observation | None:
-        if self._running.get(trial.trial_id) is not trial or trial.attempt != attempt:
-            return None  # cancelled or already replaced by a newer attempt
+    def _on_done(self, done: list[tuple[_Trial, int, Any]]) -> list[Observation]:
+        """Record finished futures (results fetched in one request); retry what may succeed."""
+        current = [(t, a, f) for t, a, f in done if self._running.get(t.trial_id) is t and t.attempt == a]
+        finished = [f for _, _, f in current if f.status == "finished"]
+        try:
+            results = dict(zip(finished, self.client.gather(finished), strict=True))
+        except Exception:  # a worker died between finishing and handing over: one by one
+            results = {}
+        observations = []
+        for trial, attempt, future in current:
+            outcome = results.get(future) or self._outcome_of(trial, attempt, future)
+            if outcome is None:
+                continue
+            del self._running[trial.trial_id]
+            future.release()
+            if outcome.reason in RETRYABLE and attempt <= self.spec.trial.retries and self._stopping is None:
+                log.info("trial %d attempt %d failed (%s); retrying", trial.trial_id, attempt, outcome.reason)
+                self.store.add_event(
+                    "retry", trial.trial_id, {"attempt": attempt, "reason": outcome.reason, "error": outcome.error}
+                )
+                trial.attempt += 1
+                self.store.requeue(trial.trial_id, trial.attempt, outcome.reason, outcome.error)
+                self._n.reruns.append(trial)
+                continue
+            observations.append(self._record(trial.trial_id, trial.params, outcome, trial.run_id))
+        return observations
+
+    def _outcome_of(self, trial: _Trial, attempt: int, future: Any) -> TrialOutcome | None:
+        if future.status == "cancelled":
+            return None
         if future.status == "finished":
-            outcome: TrialOutcome = future.result()
-        elif future.status == "cancelled":
-            return None
-        else:
-            exc = future.exception()
-            outcome = TrialOutcome(
-                trial_id=trial.trial_id,
-                attempt=attempt,
-                state="failed",
-                objective=None,
-                metrics={},
-                started=trial.started or time.time(),
-                ended=time.time(),
-                worker=trial.worker,
-                reason="lost-worker",
-                error=f"{type(exc).__name__}: {exc}",
-            )
-        del self._running[trial.trial_id]
-        future.release()
-        if outcome.reason in RETRYABLE and attempt <= self.spec.trial.retries and self._stopping is None:
-            log.info("trial %d attempt %d failed (%s); retrying", trial.trial_id, attempt, outcome.reason)
-            self.store.add_event(
-                "retry", trial.trial_id, {"attempt": attempt, "reason": outcome.reason, "error": outcome.error}
-            )
-            trial.attempt += 1
-            self.store.requeue(trial.trial_id, trial.attempt, outcome.reason, outcome.error)
-            self._n.reruns.append(trial)
-            return None
-        return self._record(trial.trial_id, trial.params, outcome, trial.run_id)
+            with contextlib.suppress(Exception):
+                return future.result()
+        exc = future.exception() if future.status == "error" else None
+        return TrialOutcome(
+            trial_id=trial.trial_id,
+            attempt=attempt,
+            state="failed",
+            objective=None,
+            metrics={},
+            started=trial.started or time.time(),
+            ended=time.time(),
+            worker=trial.worker,
+            reason="lost-worker",
+            error=f"{type(exc).__name__}: {exc}" if exc else "the worker holding the result was lost",
+        )
 
     def _record(
         self, trial_id: int, params: dict[str, Any], outcome: TrialOutcome, run_id: str | None = None
@@ -345,7 +402,12 @@ class Engine:
         )
         if outcome.state == "failed":
             log.warning("trial %d failed (%s)", trial_id, outcome.reason)
+        previous_best = self._n.best
         self._count_finished(outcome.state, outcome.objective)
+        if outcome.state == "completed" and self._n.best != previous_best:
+            self._keep_best(trial_id, params, outcome)
+        elif outcome.model_file and self.spec.trial.keep_models == "best":
+            Path(outcome.model_file).unlink(missing_ok=True)
         target = self.spec.budget.target
         if (
             outcome.objective is not None
@@ -358,6 +420,21 @@ class Engine:
             self._stopping = "target"
         loss = self._loss(outcome.objective) if outcome.state == "completed" else None
         return Observation(params, loss, run_id)
+
+    def _keep_best(self, trial_id: int, params: dict[str, Any], outcome: TrialOutcome) -> None:
+        """The best trial's parameters (and Keras model) in ``EXP/best/``."""
+        best = self.exp_dir / BEST_DIR
+        best.mkdir(exist_ok=True)
+        old_model = best / "source.txt"
+        if self.spec.trial.keep_models == "best" and old_model.is_file():
+            Path(old_model.read_text().strip()).unlink(missing_ok=True)
+        info = {"trial_id": trial_id, "objective": outcome.objective, "metrics": outcome.metrics, "params": params}
+        (best / PARAMS_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+        (best / "model.keras").unlink(missing_ok=True)
+        old_model.unlink(missing_ok=True)
+        if outcome.model_file and Path(outcome.model_file).is_file():
+            shutil.copy2(outcome.model_file, best / "model.keras")
+            old_model.write_text(outcome.model_file)
 
     def _count_finished(self, state: str, objective: float | None) -> None:
         self._n.finished += 1
@@ -375,15 +452,34 @@ class Engine:
 
     # ------------------------------------------------------------------ timeouts, stops
     def _check_timeouts(self, proposer: Proposer) -> None:
+        """Kill trials past their timeout (plus a grace for the Keras callback to end them
+        cleanly) or past the deadline of a stop request they did not honour."""
         limit = self.spec.trial.timeout
-        if limit is None:
-            return
         now = time.time()
         for trial in list(self._running.values()):
-            if trial.started is not None and now - trial.started > limit:
+            if trial.stop_deadline is not None and now > trial.stop_deadline:
+                self._end_running(
+                    trial, "stopped", trial.stop_reason or "stopped", "stopped (its worker was restarted)"
+                )
+            elif limit is not None and trial.started is not None and now - trial.started > limit + _grace(limit):
                 self._end_running(trial, "failed", "timeout", f"the trial ran longer than its timeout of {limit:g} s")
-                proposer.tell([Observation(trial.params, None, trial.run_id)])
+            else:
+                continue
+            proposer.tell([Observation(trial.params, None, trial.run_id)])
         self.store.commit()
+
+    def _ask_stop(self, trial: _Trial, reason: str) -> None:
+        """Ask a trial to stop at its next epoch boundary; it is killed if it does not."""
+        trial.stop_reason = reason
+        self.store.add_event("stop-asked", trial.trial_id, {"reason": reason})
+        if trial.address is None:  # not started yet: nothing to interrupt
+            self._end_running(trial, "stopped", reason, "stopped before it started")
+            return
+        trial.stop_deadline = time.time() + STOP_GRACE_SECONDS
+        try:
+            self.client.run(request_stop, self.key, trial.trial_id, reason, workers=[trial.address])
+        except Exception:
+            log.warning("could not reach the worker of trial %d", trial.trial_id, exc_info=True)
 
     def _check_requests(self, proposer: Proposer) -> None:
         folder = self.exp_dir / REQUESTS
@@ -398,9 +494,8 @@ class Engine:
                 self._stopping = "stopped"
             elif name.startswith("stop-trial-") and name[11:].isdigit():
                 trial = self._running.get(int(name[11:]))
-                if trial is not None:
-                    self._end_running(trial, "stopped", "stopped", "stopped by the user")
-                    proposer.tell([Observation(trial.params, None, trial.run_id)])
+                if trial is not None and trial.stop_reason is None:
+                    self._ask_stop(trial, "stopped")
         self.store.commit()
 
     def _end_running(self, trial: _Trial, state: str, reason: str, message: str) -> None:
@@ -413,13 +508,12 @@ class Engine:
             attempt=trial.attempt,
             started=trial.started,
             reason=reason,
-            error=message,  # type: ignore[arg-type]
+            error=message,
         )
         self.store.add_event(reason, trial.trial_id, {"attempt": trial.attempt})
         self._count_finished(state, None)
-        if trial.address:
-            address = trial.address
-            threading.Thread(target=self._restart_worker, args=(address,), daemon=True).start()
+        if trial.address and trial.started is not None:
+            threading.Thread(target=self._restart_worker, args=(trial.address,), daemon=True).start()
 
     def _restart_worker(self, address: str) -> None:
         try:
@@ -436,11 +530,11 @@ class Engine:
                 trial.trial_id,
                 state,
                 attempt=trial.attempt,
-                started=trial.started,  # type: ignore[arg-type]
+                started=trial.started,
                 reason=why,
             )
         for trial in self._n.reruns:
-            self.store.finish_trial(trial.trial_id, state, attempt=trial.attempt, reason=why)  # type: ignore[arg-type]
+            self.store.finish_trial(trial.trial_id, state, attempt=trial.attempt, reason=why)
         self._n.reruns.clear()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -472,3 +566,8 @@ class Engine:
                     self._elapsed(),
                 )
             )
+
+
+def _grace(timeout: float) -> float:
+    """Time past the timeout before a trial is killed (its callback stops it first)."""
+    return min(30.0, max(2.0, 0.05 * timeout))

@@ -9,6 +9,7 @@ space file is read into the spec, so that the copy saved with an experiment is c
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -253,6 +254,15 @@ class ComputeSpec(Section):
 class TrialSpec(Section):
     retries: int = Field(1, ge=0, description="Re-runs of a trial that raised or lost its worker")
     timeout: float | None = Field(None, description="Most seconds one trial may run (accepts '30m')")
+    early_stop: Literal["none", "median", "asha"] = Field(
+        "none", description="Stop unpromising trials at epoch boundaries: median rule or ASHA"
+    )
+    grace_epochs: int = Field(2, ge=1, description="Early stopping: epochs every trial runs before it can be stopped")
+    min_trials: int = Field(3, ge=1, description="Median rule: other trials needed at an epoch to compare with")
+    eta: int = Field(3, ge=2, description="ASHA: keep the best 1/eta of the trials at each rung")
+    keep_models: Literal["best", "all", "none"] = Field(
+        "best", description="Keras models kept: the best one (EXP/best/), every run's, or none"
+    )
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -350,7 +360,7 @@ def spec_from_dict(data: Any, base_dir: Path | None = None, source: str | None =
         raise SpecError(exc.problems, source or exc.source) from None
 
 
-def load_spec(path: str | Path) -> ExperimentSpec:
+def load_spec(path: str | os.PathLike[str]) -> ExperimentSpec:
     """Load a YAML or JSON spec file."""
     path = Path(path)
     try:
@@ -362,7 +372,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise SpecError.one("", f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})", str(path)) from None
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise SpecError.one("", f"{where}: not valid JSON ({exc.msg})", str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import json
 import logging
 import math
@@ -29,16 +30,21 @@ TOPIC = "candle_lab"
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 LOG_FILE = "output.log"
+MODEL_FILE = "model.keras"
 
-Reason = Literal["exception", "import", "oom", "nan", "timeout", "lost-worker", "stopped"]
+Reason = Literal["exception", "import", "oom", "nan", "timeout", "lost-worker", "stopped", "early-stop"]
 RETRYABLE: frozenset[str] = frozenset({"exception", "oom", "lost-worker"})
+
+
+class TrialTimeout(Exception):
+    """The model ran past the trial's timeout (raised by adapters that can enforce it)."""
 
 
 @dataclass(frozen=True)
 class TrialTask:
     """Everything a worker needs to run one attempt of one trial."""
 
-    experiment: str
+    experiment: str  # unique key of this experiment's driver run (events, stop requests)
     run_dir: str
     trial_id: int
     run_id: str
@@ -47,16 +53,19 @@ class TrialTask:
     model: dict[str, Any]
     metric: str
     timeout: float | None = None
+    cores: int = 1
+    gpus: int = 0
+    save_model: bool = True
     fn: Callable[..., Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """What one attempt gave. ``state`` is ``completed`` or ``failed`` (with ``reason``)."""
+    """What one attempt gave: ``completed``, ``failed`` or ``stopped`` (with ``reason``)."""
 
     trial_id: int
     attempt: int
-    state: Literal["completed", "failed"]
+    state: Literal["completed", "failed", "stopped"]
     objective: float | None
     metrics: dict[str, float]
     started: float
@@ -66,6 +75,7 @@ class TrialOutcome:
     gpu: str | None = None
     reason: str | None = None
     error: str | None = None
+    model_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,15 +85,26 @@ class TrialOutcome:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
+def request_stop(experiment: str, trial_id: int, reason: str = "stopped") -> bool:
+    """Ask a running trial to stop at its next epoch boundary (run on its worker by the
+    driver). Returns whether the trial was running here."""
+    ctx = _running.get((experiment, trial_id))
+    if ctx is not None:
+        ctx.stop(reason)
+    return ctx is not None
+
+
 @dataclass
 class TrialContext:
-    """The running trial, for code inside the model (metrics reporting, callbacks)."""
+    """The running trial, for code inside the model (metrics, callbacks, stop requests)."""
 
     task: TrialTask
     worker: Any | None
     run_dir: Path
     started: float
     step: int = 0
+    stop_reason: str | None = None
+    last_metrics: dict[str, float] = field(default_factory=dict)
 
     def emit(self, kind: str, **data: Any) -> None:
         message = {
@@ -97,8 +118,21 @@ class TrialContext:
         if self.worker is not None:
             self.worker.log_event(TOPIC, message)
 
+    @property
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+
+    def time_left(self) -> float | None:
+        if self.task.timeout is None:
+            return None
+        return self.task.timeout - (time.time() - self.started)
+
 
 _current: contextvars.ContextVar[TrialContext | None] = contextvars.ContextVar("candle_lab_trial", default=None)
+_running: dict[tuple[str, int], TrialContext] = {}
 
 
 def current_trial() -> TrialContext | None:
@@ -106,15 +140,20 @@ def current_trial() -> TrialContext | None:
     return _current.get()
 
 
-def report(step: int | None = None, **metrics: float) -> None:
-    """Send metrics of the running trial to the driver (e.g. once per epoch)."""
+def report(step: int | None = None, **metrics: float) -> bool:
+    """Send metrics of the running trial to the driver (e.g. once per epoch).
+
+    Returns True when the trial should stop (the driver or the user asked): a model
+    that reports can end its training loop there."""
     ctx = current_trial()
     if ctx is None:
         log.debug("report() outside a trial: %s", metrics)
-        return
+        return False
     ctx.step = ctx.step + 1 if step is None else int(step)
     values = {k: float(v) for k, v in metrics.items()}
+    ctx.last_metrics.update(values)
     ctx.emit("metrics", step=ctx.step, metrics=values)
+    return ctx.should_stop
 
 
 def _worker() -> Any | None:
@@ -127,76 +166,144 @@ def _worker() -> Any | None:
 
 
 def classify(exc: BaseException) -> Reason:
+    if isinstance(exc, TrialTimeout):
+        return "timeout"
     if isinstance(exc, ImportError):
         return "import"
-    if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ or "out of memory" in str(exc):
+    text = str(exc).lower()
+    if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ or "out of memory" in text:
         return "oom"
     return "exception"
+
+
+class _LazyLog(io.TextIOBase):
+    """The run's log file, created on the first write (most fast models print nothing)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: io.TextIOWrapper | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            self._file = self._path.open("a", encoding="utf-8")
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        super().close()
 
 
 @contextlib.contextmanager
 def _output_to(path: Path) -> Iterator[None]:
     """Model prints go to the run's log (one trial per worker process at a time)."""
-    with path.open("a", encoding="utf-8") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    with _LazyLog(path) as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         yield
+
+
+def configure_resources(task: TrialTask, worker_name: str | None) -> str | None:
+    """Thread pools sized to the trial's cores; its own GPU(s), with memory growth on.
+
+    Environment variables are read by TensorFlow when it starts in this worker process,
+    which is during the first trial (one trial per worker at a time). Returns the GPUs
+    the trial sees."""
+    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(task.cores))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(min(2, task.cores)))
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if task.gpus > 0 and "SLURM_JOB_ID" not in os.environ and worker_name is not None and worker_name.isdigit():
+        # Local cluster on a GPU machine: worker i gets GPUs i*g .. i*g+g-1.
+        first = int(worker_name) * task.gpus
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(task.gpus))
+    elif task.gpus == 0 and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU trial must not grab a GPU
+    return os.environ.get("CUDA_VISIBLE_DEVICES") or None
+
+
+def _save_model(result: Any, run_dir: Path) -> str | None:
+    """Keep a Keras model returned (or carried by a History) in the run folder."""
+    model = getattr(result, "model", None) if hasattr(result, "history") else result
+    if model is None or not callable(getattr(model, "save", None)) or not hasattr(model, "layers"):
+        return None
+    path = run_dir / MODEL_FILE
+    try:
+        model.save(path)
+    except Exception:
+        log.warning("could not save the model of %s", run_dir, exc_info=True)
+        return None
+    return str(path)
 
 
 def run_trial(task: TrialTask) -> TrialOutcome:
     """Run one attempt. Never raises for a model failure: the outcome says what happened."""
-    from candle_lab.models import interpret, model_runner
+    from candle_lab.models import interpret, run_model
 
     worker = _worker()
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    if task.attempt > 1:
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
     started = time.time()
     ctx = TrialContext(task, worker, run_dir, started)
-    where = {
-        "worker": getattr(worker, "name", None) if worker is not None else None,
-        "host": socket.gethostname(),
-        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES") or None,
-    }
-    if worker is not None:
-        where["worker"] = str(worker.name) if worker.name is not None else worker.address
+    name = None if worker is None else str(worker.name if worker.name is not None else worker.address)
+    where = {"worker": name, "host": socket.gethostname(), "gpu": configure_resources(task, name)}
+    key = (task.experiment, task.trial_id)
     ctx.emit("start", address=getattr(worker, "address", None), **where)
     (run_dir / PARAMS_FILE).write_text(json.dumps(task.params, indent=2, default=str), encoding="utf-8")
 
     token = _current.set(ctx)
+    _running[key] = ctx
     objective: float | None = None
     metrics: dict[str, float] = {}
     reason: str | None = None
     error: str | None = None
+    model_file: str | None = None
     try:
         with _output_to(run_dir / LOG_FILE):
-            runner = model_runner(task.model, task.fn)
-            result = interpret(runner(dict(task.params)), task.metric)
-        metrics = result.metrics
+            raw = run_model(task, run_dir)
+            result = interpret(raw, task.metric)
+            if task.save_model:
+                model_file = _save_model(raw, run_dir)
+        metrics = {**ctx.last_metrics, **result.metrics}
         if math.isfinite(result.objective):
             objective = result.objective
-        else:
+        elif ctx.stop_reason is None:
             reason = "nan"
             error = result.detail or f"the objective {task.metric!r} is {result.objective}"
     except Exception as exc:
         reason = classify(exc)
         error = "".join(traceback.format_exception(exc))
+        metrics = dict(ctx.last_metrics)
     finally:
         _current.reset(token)
+        _running.pop(key, None)
 
+    state: Literal["completed", "failed", "stopped"] = "completed" if reason is None else "failed"
+    if ctx.stop_reason is not None and reason in (None, "nan"):
+        state, reason = "stopped", ctx.stop_reason
     outcome = TrialOutcome(
         trial_id=task.trial_id,
         attempt=task.attempt,
-        state="completed" if reason is None else "failed",
+        state=state,
         objective=objective,
         metrics=metrics,
         started=started,
         ended=time.time(),
         reason=reason,
         error=error,
+        model_file=model_file,
         **where,
     )
-    tmp = run_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(outcome.to_json(), indent=2, allow_nan=True, default=str), encoding="utf-8")
-    tmp.replace(run_dir / RESULT_FILE)
+    # A half-written file (worker killed meanwhile) reads as "not finished": resume re-runs it.
+    (run_dir / RESULT_FILE).write_text(json.dumps(outcome.to_json(), allow_nan=True, default=str), encoding="utf-8")
     return outcome
 
 

@@ -128,29 +128,51 @@ def test_maximize_and_metrics_reach_the_store(client: Any, root: Path) -> None:
     assert set(metrics["step"]) == {1, 2, 3} and (metrics.groupby("trial_id").size() == 3).all()
 
 
-def test_stop_requests(client: Any, root: Path) -> None:
-    spec = model_spec(
-        "sleepy",
-        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 1.5}],
-        budget={"max_trials": 50},
-    )
-    exp = candle_lab.run(spec, client=client, root=root, wait=False)
-    deadline = time.monotonic() + 30
-    while not any(t.state == "running" for t in exp.records()):
-        assert time.monotonic() < deadline
+def wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_stop_requests(client: Any, root: Path) -> None:
+    spec = model_spec("epochs", budget={"max_trials": 50}, objective={"metric": "loss"})
+    exp = candle_lab.run(spec, client=client, root=root, wait=False)
+    wait_for(lambda: any(t.state == "running" for t in exp.records()))
     running = next(t for t in exp.records() if t.state == "running")
     exp.stop_trial(running.trial_id)
-    deadline = time.monotonic() + 30
-    while exp.records()[running.trial_id].state == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert exp.records()[running.trial_id].state == "stopped"
+    wait_for(lambda: exp.records()[running.trial_id].state != "running")
+    stopped = exp.records()[running.trial_id]
+    assert stopped.state == "stopped" and stopped.reason == "stopped"
+    assert stopped.metrics and "loss" in stopped.metrics  # its last metrics are kept
+    assert stopped.ended - stopped.started < 12 * 0.25  # it ended at an epoch boundary, early
     exp.stop()
     status = exp.wait(timeout=60)
     assert status.state == "stopped" and status.trials < 50
     assert not any(t.state in ("running", "queued") for t in exp.records())
     client.wait_for_workers(2, timeout=30)
+
+
+@pytest.mark.parametrize("rule", ["median", "asha"])
+def test_early_stopping_rules_stop_bad_trials(client: Any, root: Path, rule: str) -> None:
+    # The first two trials (run together, nothing to compare with yet) are good; the
+    # later ones are worse at every epoch and get stopped at an epoch boundary.
+    space = [
+        {"name": "x", "type": "categorical", "choices": [0.1, 0.12, 0.9, 0.95, 0.92]},
+        {"name": "epoch_seconds", "type": "constant", "value": 0.05},
+        {"name": "epochs", "type": "constant", "value": 9},
+    ]
+    spec = model_spec(
+        "epochs", space=space, search={"algorithm": "grid"}, budget={}, objective={"metric": "loss"},
+        trial={"early_stop": rule, "grace_epochs": 1, "min_trials": 1, "eta": 2},
+    )
+    exp = run(spec, client, root)
+    by_x = {t.params["x"]: t for t in exp.records()}
+    assert len(by_x) == 5 and by_x[0.1].state == "completed"
+    bad = [by_x[x] for x in (0.9, 0.95, 0.92)]
+    assert all(t.state == "stopped" and t.reason == "early-stop" for t in bad), [(t.params, t.state) for t in bad]
+    steps = exp.metrics.groupby("trial_id")["step"].max()
+    assert steps[by_x[0.1].trial_id] == 9 and all(steps[t.trial_id] < 9 for t in bad)
 
 
 def test_python_function_and_report(client: Any, root: Path) -> None:

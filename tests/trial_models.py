@@ -57,3 +57,15 @@ def crash_once(params: dict[str, Any]) -> float:
     if _attempt() == 1:
         os._exit(3)
     return float(params["x"])
+
+
+def epochs(params: dict[str, Any]) -> dict[str, float]:
+    """A training loop: 'loss' falls by epoch towards x; honours stop requests."""
+    x = float(params["x"])
+    loss = 1.0
+    for epoch in range(1, int(params.get("epochs", 12)) + 1):
+        time.sleep(float(params.get("epoch_seconds", 0.25)))
+        loss = x + 1.0 / epoch
+        if candle_lab.report(epoch, loss=loss):
+            break
+    return {"loss": loss}

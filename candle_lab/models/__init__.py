@@ -1,22 +1,52 @@
-"""Model adapters: how one trial runs the researcher's model."""
+"""Model adapters: how one trial runs the researcher's model.
+
+``callable``: ``module:function`` called with the parameters; ``candle``: a CANDLE
+benchmark module run unchanged; ``command``: a script with the parameters as a JSON file
+and ``--name value`` arguments. A Keras model fitted inside any of them reports its
+epochs live (see :mod:`candle_lab.keras`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from candle_lab.errors import CandleLabError
 from candle_lab.models.callable import load_callable
 from candle_lab.models.results import ModelResult, interpret
 
-__all__ = ["ModelResult", "interpret", "model_runner"]
+if TYPE_CHECKING:
+    from candle_lab.trial import TrialTask
+
+__all__ = ["ModelResult", "interpret", "run_model"]
 
 
-def model_runner(model: Mapping[str, Any], fn: Callable[..., Any] | None = None) -> Callable[[dict[str, Any]], Any]:
-    """A function ``params -> result`` for the spec's ``model`` section (or ``fn`` given in Python)."""
-    if fn is not None:
-        return fn
+def _hook_keras() -> None:
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        from candle_lab.keras import install_fit_hook
+
+        install_fit_hook()
+
+
+def run_model(task: TrialTask, run_dir: Path) -> Any:
+    """Run the trial's model with its parameters; returns what the model returned."""
+    params = dict(task.params)
+    model = task.model
     kind = model.get("kind", "callable")
+    if task.fn is not None:
+        _hook_keras()
+        return task.fn(params)
     if kind == "callable":
-        return load_callable(str(model["ref"]), model.get("path"))
-    raise CandleLabError(f"model.kind: this version of candle_lab runs 'callable' models, got {kind!r}")
+        fn = load_callable(str(model["ref"]), model.get("path"))
+        _hook_keras()
+        return fn(params)
+    if kind == "candle":
+        from candle_lab.models.candle import run_candle_module
+
+        info: dict[str, Any] = {"run_id": task.run_id, "experiment_id": run_dir.parent.name, "output_dir": str(run_dir)}
+        if task.timeout is not None:
+            info["timeout"] = task.timeout
+        return run_candle_module(model, params, run_dir, info, before_run=_hook_keras)
+    from candle_lab.models.command import run_command
+
+    return run_command(model, params, run_dir, task.timeout)

@@ -30,4 +30,4 @@ def load_callable(ref: str, path: str | None = None) -> Callable[..., Any]:
             raise CandleLabError(f"model.ref: module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
         raise CandleLabError(f"model.ref: expected a callable at {ref!r}, got {type(obj).__name__}")
-    return obj  # type: ignore[no-any-return]
+    return obj

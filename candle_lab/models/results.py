@@ -17,6 +17,13 @@ class ModelResult:
     detail: str | None = None  # why the objective is NaN
 
 
+class NoObjective:
+    """Returned by an adapter whose model gave no objective, with the reason why."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
 def _scalar(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
@@ -36,6 +43,8 @@ def _last(values: Any) -> float | None:
 def interpret(result: Any, metric: str) -> ModelResult:
     """A number is the objective; a mapping gives ``result[metric]``; a Keras ``History``
     (anything with a ``history`` dict of per-epoch lists) gives the last value of ``metric``."""
+    if isinstance(result, NoObjective):
+        return ModelResult(math.nan, {}, result.detail)
     history = getattr(result, "history", None)
     if isinstance(history, Mapping):
         metrics = {str(k): v for k, v in ((k, _last(v)) for k, v in history.items()) if v is not None}

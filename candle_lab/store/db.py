@@ -193,7 +193,7 @@ class Store:
     def finish_trial(
         self,
         trial_id: int,
-        state: TrialState,
+        state: str,
         *,
         objective: float | None = None,
         metrics: Mapping[str, float] | None = None,

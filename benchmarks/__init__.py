@@ -1,0 +1,1 @@
+"""candle_lab benchmarks: ``python -m benchmarks [--quick] [--only NAME ...]``."""

@@ -1,0 +1,76 @@
+"""Keras integration: live per-epoch metrics, stop requests and the trial timeout.
+
+Inside a trial, every ``Model.fit`` gets a :class:`LiveMetrics` callback automatically
+(a CANDLE benchmark runs unchanged); adding one by hand is harmless. Each epoch's logs go
+to the driver through dask; training stops at an epoch boundary when the driver asks
+(early stopping, a user's stop) or when the next epoch would overrun the trial's timeout
+(as CANDLE's timeout callback did, before the batch system kills the job).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+from candle_lab.errors import MissingDependency
+from candle_lab.trial import current_trial, report
+
+log = logging.getLogger(__name__)
+
+try:
+    import keras
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise MissingDependency("tensorflow", "keras", "Keras live metrics") from exc
+
+
+class LiveMetrics(keras.callbacks.Callback):
+    """Reports each epoch's logs to the driver; stops on request or before the timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch_start = time.monotonic()
+        self._longest_epoch = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        stop = report(epoch + 1, **values)
+        self._longest_epoch = max(self._longest_epoch, time.monotonic() - self._epoch_start)
+        ctx = current_trial()
+        left = ctx.time_left() if ctx is not None else None
+        if ctx is not None and left is not None and left < 1.5 * self._longest_epoch:
+            log.info("trial %s: stopping before its timeout (%.0f s left)", ctx.task.trial_id, left)
+            ctx.stop("timeout")
+            stop = True
+        if stop:
+            self.model.stop_training = True
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def install_fit_hook() -> None:
+    """Make every ``fit`` inside a trial report live (once per process)."""
+    fit = keras.Model.fit
+    if getattr(fit, "_candle_lab", False):
+        return
+
+    @functools.wraps(fit)
+    def fit_with_live_metrics(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        if current_trial() is not None:
+            callbacks = list(callbacks or [])
+            if not any(isinstance(c, LiveMetrics) for c in callbacks):
+                callbacks.append(LiveMetrics())
+        return fit(self, *args, callbacks=callbacks, **kwargs)
+
+    fit_with_live_metrics._candle_lab = True  # type: ignore[attr-defined]
+    keras.Model.fit = fit_with_live_metrics

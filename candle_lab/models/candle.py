@@ -1,0 +1,129 @@
+"""CANDLE benchmark modules, run unchanged.
+
+A benchmark module has ``initialize_parameters(default_model=...)`` and ``run(params)``
+and ships a ``default_model.txt`` INI file. Parameter precedence is CANDLE's: library
+defaults < default model file < ``--config_file`` < the search's per-trial values.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import contextlib
+import importlib
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from candle_lab.errors import CandleLabError, SpecError
+
+log = logging.getLogger(__name__)
+
+FINAL_PARAMS_FILE = "final_params.json"
+
+# CANDLE's library defaults (the keywords every benchmark can rely on).
+LIBRARY_DEFAULTS: dict[str, Any] = {
+    "experiment_id": "EXP000",
+    "run_id": "RUN000",
+    "output_dir": ".",
+    "rng_seed": 7102,
+    "timeout": -1,
+    "shuffle": False,
+    "train_bool": True,
+    "verbose": None,
+    "logfile": None,
+    "gpus": [],
+}
+
+
+def parse_value(text: str) -> Any:
+    """A default-model value: a Python literal (``ast.literal_eval``), else the raw text."""
+    text = text.strip()
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def read_default_model(path: str | Path) -> dict[str, Any]:
+    """All sections of a CANDLE default model (INI) file merged into one dict."""
+    path = Path(path)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep the keys' case
+    try:
+        with path.open(encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
+        raise SpecError.one("model.default_model", f"file not found: {path}") from None
+    except configparser.Error as exc:
+        raise SpecError.one("model.default_model", f"{path} is not a valid INI file: {exc}") from None
+    values: dict[str, Any] = {}
+    for section in parser.sections():
+        for key, raw in parser.items(section):
+            values[key] = parse_value(raw)
+    return values
+
+
+def finalize_parameters(
+    default_model: str | Path,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """CANDLE's precedence, for benchmark modules' ``initialize_parameters``."""
+    params = dict(LIBRARY_DEFAULTS)
+    params.update(read_default_model(default_model))
+    if config_file:
+        params.update(read_default_model(config_file))
+    params.update(overrides or {})
+    return params
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]) -> Iterator[None]:
+    """Benchmarks parse ``sys.argv``; give them their own, not the dask worker's."""
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def run_candle_module(
+    model: Mapping[str, Any],
+    params: Mapping[str, Any],
+    run_dir: Path,
+    run_info: Mapping[str, Any],
+    before_run: Callable[[], None] | None = None,
+) -> Any:
+    """Import the benchmark, build its parameters, write them to the run folder, run it."""
+    from candle_lab.models.callable import ensure_path
+
+    ensure_path(model.get("path"))
+    module = importlib.import_module(str(model["ref"]))
+    for name in ("initialize_parameters", "run"):
+        if not callable(getattr(module, name, None)):
+            raise CandleLabError(f"model.ref: benchmark module {module.__name__!r} has no {name}() function")
+    module_dir = Path(module.__file__ or ".").resolve().parent
+    default_model = model.get("default_model") or str(module_dir / "default_model.txt")
+    config_file = model.get("config_file")
+
+    argv = [str(module.__file__)] + (["--config_file", str(config_file)] if config_file else [])
+    init = module.initialize_parameters
+    with _argv(argv):
+        accepts = "default_model" in inspect.signature(init).parameters
+        base = init(default_model=default_model) if accepts else init()
+    final = {**LIBRARY_DEFAULTS, **dict(base or {})}
+    if config_file:
+        final.update(read_default_model(config_file))
+    final.update(params)
+    final.update(run_info)
+    (run_dir / FINAL_PARAMS_FILE).write_text(json.dumps(final, indent=2, default=str), encoding="utf-8")
+    log.debug("running %s with %s", module.__name__, final)
+    if before_run is not None:
+        before_run()
+    return module.run(final)

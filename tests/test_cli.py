@@ -46,8 +46,10 @@ def test_resume_after_sigkill_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "experiments"
     spec = write_spec(tmp_path, budget={"max_trials": 12}, search={"algorithm": "async-bo", "initial_points": 4})
     driver = subprocess.Popen(
-        [*CLI, "--root", str(root), "run", str(spec), "-q"], start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [*CLI, "--root", str(root), "run", str(spec), "-q"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     db = root / "EXP000" / "experiment.db"
     deadline = time.monotonic() + 90
@@ -63,8 +65,9 @@ def test_resume_after_sigkill_loses_nothing(tmp_path: Path) -> None:
     status = subprocess.run([*CLI, "--root", str(root), "status", "EXP000"], capture_output=True, text=True)
     assert "crashed" in status.stdout, status.stdout
 
-    resumed = subprocess.run([*CLI, "--root", str(root), "resume", "EXP000"], capture_output=True, text=True,
-                             timeout=180)
+    resumed = subprocess.run(
+        [*CLI, "--root", str(root), "resume", "EXP000"], capture_output=True, text=True, timeout=180
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "best trial" in resumed.stdout and "report:" in resumed.stdout
     after = completed(db)
@@ -117,7 +120,9 @@ def test_bad_spec_names_the_field(path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_bad_spec_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text("model: {ref: 'm:f'}\nspace:\n  - {name: lr, type: real, low: 1, high: 0.1}\nbudget: {max_trials: 2}\n")
+    spec.write_text(
+        "model: {ref: 'm:f'}\nspace:\n  - {name: lr, type: real, low: 1, high: 0.1}\nbudget: {max_trials: 2}\n"
+    )
     result = subprocess.run([*CLI, "run", str(spec)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

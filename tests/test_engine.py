@@ -79,8 +79,9 @@ def test_failing_trial_is_retried_then_completes(client: Any, root: Path) -> Non
 
 def test_failures_are_recorded_with_reason_and_search_goes_on(client: Any, root: Path) -> None:
     space = [{"name": "x", "type": "categorical", "choices": [0.2, 0.9]}]
-    broken = run(model_spec("broken", space=space, search={"algorithm": "grid"}, budget={}, trial={"retries": 0}),
-                 client, root)
+    broken = run(
+        model_spec("broken", space=space, search={"algorithm": "grid"}, budget={}, trial={"retries": 0}), client, root
+    )
     by_x = {t.params["x"]: t for t in broken.records()}
     assert by_x[0.2].state == "completed" and by_x[0.2].objective == 0.2
     assert by_x[0.9].state == "failed" and by_x[0.9].reason == "exception"
@@ -93,8 +94,9 @@ def test_failures_are_recorded_with_reason_and_search_goes_on(client: Any, root:
 def test_timeout_fails_the_trial_and_frees_the_worker(client: Any, root: Path) -> None:
     space = [{"name": "x", "type": "categorical", "choices": [0.1, 0.9, 0.2, 0.3]}]
     start = time.monotonic()
-    exp = run(model_spec("hang", space=space, search={"algorithm": "grid"}, budget={}, trial={"timeout": 2}),
-              client, root)
+    exp = run(
+        model_spec("hang", space=space, search={"algorithm": "grid"}, budget={}, trial={"timeout": 2}), client, root
+    )
     assert time.monotonic() - start < 40
     by_x = {t.params["x"]: t for t in exp.records()}
     assert by_x[0.9].state == "failed" and by_x[0.9].reason == "timeout"
@@ -163,7 +165,11 @@ def test_early_stopping_rules_stop_bad_trials(client: Any, root: Path, rule: str
         {"name": "epochs", "type": "constant", "value": 9},
     ]
     spec = model_spec(
-        "epochs", space=space, search={"algorithm": "grid"}, budget={}, objective={"metric": "loss"},
+        "epochs",
+        space=space,
+        search={"algorithm": "grid"},
+        budget={},
+        objective={"metric": "loss"},
         trial={"early_stop": rule, "grace_epochs": 1, "min_trials": 1, "eta": 2},
     )
     exp = run(spec, client, root)

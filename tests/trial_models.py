@@ -69,3 +69,18 @@ def epochs(params: dict[str, Any]) -> dict[str, float]:
         if candle_lab.report(epoch, loss=loss):
             break
     return {"loss": loss}
+
+
+def out_of_memory(params: dict[str, Any]) -> float:
+    raise MemoryError("could not allocate 40 GiB")
+
+
+def keras_history(params: dict[str, Any]) -> Any:
+    """A callable returning a Keras History (the model is kept as the best one)."""
+    import numpy as np
+    import tensorflow as tf
+
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(-1, 1)
+    model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(4), tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.SGD(float(params["x"])), loss="mse")
+    return model.fit(x, 2 * x, validation_split=0.25, epochs=3, verbose=0)

@@ -8,6 +8,8 @@ epochs live (see :mod:`candle_lab.keras`).
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +23,39 @@ if TYPE_CHECKING:
 __all__ = ["ModelResult", "interpret", "run_model"]
 
 
-def _hook_keras() -> None:
-    if "keras" in sys.modules or "tensorflow" in sys.modules:
-        from candle_lab.keras import install_fit_hook
+class _KerasImportHook(importlib.abc.MetaPathFinder):
+    """Installs the live-metrics ``fit`` hook the moment a model imports Keras."""
 
-        install_fit_hook()
+    def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "keras":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        loader = spec.loader if spec is not None else None
+        if loader is not None and hasattr(loader, "exec_module"):
+            exec_module = loader.exec_module
+
+            def exec_then_hook(module: Any) -> None:
+                exec_module(module)
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+                _install_now()
+
+            loader.exec_module = exec_then_hook  # type: ignore[method-assign]
+        return spec
+
+
+def _install_now() -> None:
+    from candle_lab.keras import install_fit_hook
+
+    install_fit_hook()
+
+
+def _hook_keras() -> None:
+    """Live Keras metrics for whatever the model fits: now if Keras is loaded, else on import."""
+    if "keras" in sys.modules:
+        _install_now()
+    elif not any(isinstance(f, _KerasImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _KerasImportHook())
 
 
 def run_model(task: TrialTask, run_dir: Path) -> Any:

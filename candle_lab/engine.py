@@ -52,6 +52,7 @@ HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 0.25
 STOP_GRACE_SECONDS = 10.0  # a trial asked to stop gets this long to end at an epoch boundary
 BEST_DIR = "best"
+COALESCE_SECONDS = 0.0
 QUEUE_AHEAD = 16  # non-adaptive searches: trials queued on the scheduler beyond the workers
 
 
@@ -293,6 +294,10 @@ class Engine:
             item = self._inbox.get(timeout=POLL_SECONDS)
         except queue.Empty:
             return
+        if not self.optimizer.adaptive and not self.batch:
+            # Workers have queued trials: let completions gather so that results are
+            # fetched and recorded many at a time (no worker waits meanwhile).
+            time.sleep(COALESCE_SECONDS)
         done: list[tuple[_Trial, int, Any]] = []
         while True:
             kind, payload = item
@@ -313,7 +318,7 @@ class Engine:
         if trial is None or trial.attempt != message.get("attempt"):
             return  # a late event of an attempt that already ended
         if message["kind"] == "start":
-            trial.started = float(message["time"])
+            trial.started = float(message.get("started", message["time"]))
             trial.address = message.get("address")
             trial.worker = message.get("worker")
             self.store.mark_running(

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -105,6 +106,18 @@ class TrialContext:
     step: int = 0
     stop_reason: str | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
+    _prepared: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def prepare_dir(self) -> Path:
+        """The run folder with the trial's ``params.json`` (written once)."""
+        with self._lock:
+            if not self._prepared:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                text = json.dumps(self.task.params, indent=2, default=str)
+                (self.run_dir / PARAMS_FILE).write_text(text, encoding="utf-8")
+                self._prepared = True
+        return self.run_dir
 
     def emit(self, kind: str, **data: Any) -> None:
         message = {
@@ -134,6 +147,41 @@ class TrialContext:
 _current: contextvars.ContextVar[TrialContext | None] = contextvars.ContextVar("candle_lab_trial", default=None)
 _running: dict[tuple[str, int], TrialContext] = {}
 
+# "Trial started" events are sent once a trial has run START_DELAY seconds (or reports
+# earlier): trials shorter than that cost the scheduler no event at all.
+START_DELAY = 0.1
+_unannounced: dict[tuple[str, int], tuple[TrialContext, dict[str, Any]]] = {}
+_announce_lock = threading.Lock()
+_announcer: threading.Thread | None = None
+
+
+def _announce(key: tuple[str, int]) -> None:
+    with _announce_lock:
+        item = _unannounced.pop(key, None)
+    if item is not None:
+        ctx, data = item
+        ctx.emit("start", **data)
+        ctx.prepare_dir()
+
+
+def _announce_loop() -> None:
+    while True:
+        time.sleep(START_DELAY / 2)
+        now = time.time()
+        with _announce_lock:
+            due = [k for k, (ctx, _) in _unannounced.items() if now - ctx.started >= START_DELAY]
+        for key in due:
+            _announce(key)
+
+
+def _schedule_start_event(ctx: TrialContext, data: dict[str, Any]) -> None:
+    global _announcer
+    with _announce_lock:
+        _unannounced[(ctx.task.experiment, ctx.task.trial_id)] = (ctx, data)
+        if _announcer is None:
+            _announcer = threading.Thread(target=_announce_loop, name="candle-lab-announcer", daemon=True)
+            _announcer.start()
+
 
 def current_trial() -> TrialContext | None:
     """The trial running in this thread, or ``None`` outside a trial."""
@@ -149,6 +197,7 @@ def report(step: int | None = None, **metrics: float) -> bool:
     if ctx is None:
         log.debug("report() outside a trial: %s", metrics)
         return False
+    _announce((ctx.task.experiment, ctx.task.trial_id))
     ctx.step = ctx.step + 1 if step is None else int(step)
     values = {k: float(v) for k, v in metrics.items()}
     ctx.last_metrics.update(values)
@@ -188,6 +237,7 @@ class _LazyLog(io.TextIOBase):
 
     def write(self, text: str) -> int:
         if self._file is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self._path.open("a", encoding="utf-8")
         return self._file.write(text)
 
@@ -248,16 +298,17 @@ def run_trial(task: TrialTask) -> TrialOutcome:
 
     worker = _worker()
     run_dir = Path(task.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if task.attempt > 1:
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
     started = time.time()
     ctx = TrialContext(task, worker, run_dir, started)
+    if task.attempt > 1:
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    if task.attempt > 1 or (task.fn is None and task.model.get("kind") != "callable"):
+        ctx.prepare_dir()  # models that use their run folder; callables get it once they last
     name = None if worker is None else str(worker.name if worker.name is not None else worker.address)
     where = {"worker": name, "host": socket.gethostname(), "gpu": configure_resources(task, name)}
     key = (task.experiment, task.trial_id)
-    ctx.emit("start", address=getattr(worker, "address", None), **where)
-    (run_dir / PARAMS_FILE).write_text(json.dumps(task.params, indent=2, default=str), encoding="utf-8")
+    if worker is not None:
+        _schedule_start_event(ctx, {"address": worker.address, "started": started, **where})
 
     token = _current.set(ctx)
     _running[key] = ctx
@@ -271,7 +322,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             raw = run_model(task, run_dir)
             result = interpret(raw, task.metric)
             if task.save_model:
-                model_file = _save_model(raw, run_dir)
+                model_file = _save_model(raw, ctx.prepare_dir())
         metrics = {**ctx.last_metrics, **result.metrics}
         if math.isfinite(result.objective):
             objective = result.objective
@@ -285,6 +336,8 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     finally:
         _current.reset(token)
         _running.pop(key, None)
+        with _announce_lock:
+            _unannounced.pop(key, None)
 
     state: Literal["completed", "failed", "stopped"] = "completed" if reason is None else "failed"
     if ctx.stop_reason is not None and reason in (None, "nan"):
@@ -302,8 +355,12 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         model_file=model_file,
         **where,
     )
-    # A half-written file (worker killed meanwhile) reads as "not finished": resume re-runs it.
-    (run_dir / RESULT_FILE).write_text(json.dumps(outcome.to_json(), allow_nan=True, default=str), encoding="utf-8")
+    # The driver records the outcome from the task's result; this file is for a driver
+    # that died meanwhile. A half-written file reads as "not finished": resume re-runs it.
+    # It holds the parameters too: a trial shorter than START_DELAY has no params.json.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = {**outcome.to_json(), "params": task.params}
+    (run_dir / RESULT_FILE).write_text(json.dumps(data, allow_nan=True, default=str), encoding="utf-8")
     return outcome
 
 

@@ -360,7 +360,7 @@ def parse_ga_json(data: Any, source: str = "ga") -> list[dict[str, Any]]:
                     "type": "integer" if kind == "int" else "real",
                     "low": entry["lower"],
                     "high": entry["upper"],
-                    "log": bool(entry.get("use_log_scale", False)),
+                    "log": bool(entry.get("use_log_scale", entry.get("log", False))),
                 }
             )
         elif kind in ("categorical", "ordered"):

@@ -1,8 +1,8 @@
 """Run every benchmark and print its figures side by side with the peers.
 
-    python -m benchmarks            # full run
-    python -m benchmarks --quick    # smaller sizes, for a smoke check
-    python -m benchmarks --only proposal simulate
+python -m benchmarks            # full run
+python -m benchmarks --quick    # smaller sizes, for a smoke check
+python -m benchmarks --only proposal simulate
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def test_upf_file_ids_become_run_ids() -> None:
 def test_upf_errors_name_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.upf"
     bad.write_text('{"id": "a", "x": 1}\n{"id": "a", "x": 2}\n')
-    with pytest.raises(SpecError, match="line 2.id: duplicate run id 'a'"):
+    with pytest.raises(SpecError, match=r"line 2\.id: duplicate run id 'a'"):
         read_space_file(bad, "upf")
     bad.write_text('{"id": "a", "x": 1}\n{"id": "b", "x": \n')
     with pytest.raises(SpecError, match="line 2"):

@@ -35,7 +35,7 @@ Surrogate = Literal["auto", "GP", "RF", "ET"]
 Acquisition = Literal["LCB", "EI", "PI", "qLCB"]
 
 GP_MAX_POINTS = 150  # auto: GP while told + pending points stay below this
-TREES = 24
+TREES = 16
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
 
 
@@ -89,7 +89,9 @@ class BayesOptimizer:
                 self._fixed[p.name] = p.choices[0]
                 continue
             if isinstance(p, RealParam):
-                dim = Real(p.low, p.high, prior="log-uniform" if p.log else "uniform", transform="normalize", name=p.name)
+                dim = Real(
+                    p.low, p.high, prior="log-uniform" if p.log else "uniform", transform="normalize", name=p.name
+                )
                 col = _Column(p, start, 1, "real")
             elif isinstance(p, IntegerParam):
                 prior = "log-uniform" if p.log else "uniform"
@@ -159,14 +161,18 @@ class BayesOptimizer:
             p = col.param
             if col.kind == "cat":
                 assert isinstance(p, CategoricalParam)
-                point[p.name] = p.choices[int(np.argmax(row[col.start : col.start + col.width]))] if col.width > 1 else (
-                    p.choices[int(round(row[col.start]))]
+                point[p.name] = (
+                    p.choices[int(np.argmax(row[col.start : col.start + col.width]))]
+                    if col.width > 1
+                    else (p.choices[int(round(row[col.start]))])
                 )
                 continue
             u = float(np.clip(row[col.start], 0.0, 1.0))
             if isinstance(p, RealParam):
-                value = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low))) if p.log else (
-                    p.low + u * (p.high - p.low)
+                value = (
+                    math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+                    if p.log
+                    else (p.low + u * (p.high - p.low))
                 )
                 point[p.name] = float(min(p.high, max(p.low, value)))
             elif isinstance(p, IntegerParam):
@@ -270,9 +276,7 @@ class BayesOptimizer:
         if kind == "GP":
             from skopt.space import Space
 
-            model = cook_estimator(
-                "GP", space=Space([(0.0, 1.0)] * self._width), random_state=seed, noise="gaussian"
-            )
+            model = cook_estimator("GP", space=Space([(0.0, 1.0)] * self._width), random_state=seed, noise="gaussian")
         else:
             cls = ExtraTreesRegressor if kind == "ET" else RandomForestRegressor
             max_samples = None if len(y) <= TREE_MAX_SAMPLES else TREE_MAX_SAMPLES
@@ -280,9 +284,11 @@ class BayesOptimizer:
                 n_estimators=TREES,
                 min_samples_leaf=2 if kind == "ET" else 3,
                 bootstrap=max_samples is not None or kind == "RF",
-                max_samples=max_samples,
                 random_state=seed,
             )
+            # Bagged subsamples keep the fit cheap at thousands of points (skopt's
+            # wrappers do not take the argument; scikit-learn reads the attribute).
+            model.max_samples = max_samples
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(X, y)
@@ -301,12 +307,12 @@ class BayesOptimizer:
             model, kind = self._model_with(X, y, pending, lie)
             kappas = self._rng.exponential(self._kappa, size=n)
             for kappa in kappas:
-                chosen.append(self._best_candidate(model, kind, y, "LCB", {"kappa": float(kappa)}, X, chosen))
+                chosen.append(self._best_candidate(model, kind, y, "LCB", {"kappa": float(kappa)}, X=X, taken=chosen))
             return chosen
         for _ in range(n):
             model, kind = self._model_with(X, y, pending + chosen, lie)
             kwargs = {"kappa": self._kappa} if self._acq == "LCB" else {"xi": self._xi}
-            chosen.append(self._best_candidate(model, kind, y, self._acq, kwargs, X, chosen))
+            chosen.append(self._best_candidate(model, kind, y, self._acq, kwargs, X=X, taken=chosen))
         return chosen
 
     def _model_with(self, X: np.ndarray, y: np.ndarray, liars: list[np.ndarray], lie: float) -> tuple[Any, str]:
@@ -323,6 +329,7 @@ class BayesOptimizer:
         y: np.ndarray,
         acq: str,
         kwargs: dict[str, float],
+        *,
         X: np.ndarray,
         taken: list[np.ndarray],
     ) -> np.ndarray:

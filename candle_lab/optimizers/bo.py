@@ -35,7 +35,7 @@ Surrogate = Literal["auto", "GP", "RF", "ET"]
 Acquisition = Literal["LCB", "EI", "PI", "qLCB"]
 
 GP_MAX_POINTS = 150  # auto: GP while told + pending points stay below this
-TREES = 16
+TREES = 12
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
 
 

@@ -269,6 +269,7 @@ class Engine:
                 cores=self.spec.compute.cores,
                 gpus=self.spec.compute.gpus,
                 save_model=self.spec.trial.keep_models != "none",
+                checkpoint=self.spec.trial.checkpoints,
                 fn=self.fn,
             )
             for t in trials

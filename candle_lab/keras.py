@@ -19,6 +19,8 @@ from candle_lab.trial import current_trial, report
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_FILE = "checkpoint.keras"
+
 try:
     import keras
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -58,19 +60,47 @@ def _is_number(value: Any) -> bool:
     return True
 
 
+def configure_tensorflow(cores: int) -> None:
+    """TensorFlow's thread pools sized to the trial's cores; memory growth on every GPU it
+    sees (its own, through ``CUDA_VISIBLE_DEVICES``). Only possible before TensorFlow
+    starts its runtime, which is during the worker's first trial."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # another Keras backend
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, cores))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        log.debug("TensorFlow already started; its settings stay as they are")
+
+
+def _trial_callbacks(callbacks: Any) -> list[Any]:
+    ctx = current_trial()
+    out = list(callbacks or [])
+    if ctx is None:
+        return out
+    if not any(isinstance(c, LiveMetrics) for c in out):
+        out.append(LiveMetrics())
+    if ctx.task.checkpoint and not any(isinstance(c, keras.callbacks.ModelCheckpoint) for c in out):
+        path = ctx.prepare_dir() / CHECKPOINT_FILE
+        out.append(keras.callbacks.ModelCheckpoint(str(path), monitor=ctx.task.metric, save_best_only=True))
+    return out
+
+
 def install_fit_hook() -> None:
     """Make every ``fit`` inside a trial report live (once per process)."""
     fit = keras.Model.fit
     if getattr(fit, "_candle_lab", False):
         return
+    ctx = current_trial()
+    configure_tensorflow(ctx.task.cores if ctx is not None else 1)
 
     @functools.wraps(fit)
     def fit_with_live_metrics(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
-        if current_trial() is not None:
-            callbacks = list(callbacks or [])
-            if not any(isinstance(c, LiveMetrics) for c in callbacks):
-                callbacks.append(LiveMetrics())
-        return fit(self, *args, callbacks=callbacks, **kwargs)
+        return fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
 
     fit_with_live_metrics._candle_lab = True  # type: ignore[attr-defined]
     keras.Model.fit = fit_with_live_metrics

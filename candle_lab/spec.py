@@ -263,6 +263,7 @@ class TrialSpec(Section):
     keep_models: Literal["best", "all", "none"] = Field(
         "best", description="Keras models kept: the best one (EXP/best/), every run's, or none"
     )
+    checkpoints: bool = Field(False, description="Keras: keep each run's best epoch in RUN…/checkpoint.keras")
 
     @field_validator("timeout", mode="before")
     @classmethod

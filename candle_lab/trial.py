@@ -57,6 +57,7 @@ class TrialTask:
     cores: int = 1
     gpus: int = 0
     save_model: bool = True
+    checkpoint: bool = False
     fn: Callable[..., Any] | None = field(default=None, compare=False)
 
 

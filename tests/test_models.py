@@ -185,3 +185,19 @@ def test_callable_returning_keras_history(client: Any, tmp_path: Path) -> None:
     exp = candle_lab.run(spec, client=client, root=tmp_path)
     assert all(t.state == "completed" and t.objective is not None for t in exp.records())
     assert set(exp.metrics["step"]) == {1, 2, 3}
+
+
+def test_trial_resources_threads_and_no_gpu_for_cpu_trials(client: Any, tmp_path: Path) -> None:
+    exp = candle_lab.run(model_spec("tf_resources", budget={"max_trials": 1}), client=client, root=tmp_path)
+    trial = exp.records()[0]
+    assert trial.state == "completed", trial.error
+    assert trial.metrics is not None
+    assert trial.metrics["intra_threads"] == 1 and trial.metrics["omp_threads"] == 1  # compute.cores
+    assert trial.metrics["cuda_hidden"] == 1 and trial.metrics["visible_gpus"] == 0  # a CPU trial sees no GPU
+
+
+def test_checkpoints_keep_each_runs_best_epoch(client: Any, tmp_path: Path) -> None:
+    spec = candle_spec(trial={"checkpoints": True, "keep_models": "all"}, budget={"max_trials": 1})
+    exp = candle_lab.run(spec, client=client, root=tmp_path)
+    run = exp.path / exp.records()[0].run_id
+    assert (run / "checkpoint.keras").is_file() and (run / "model.keras").is_file()

@@ -84,3 +84,21 @@ def keras_history(params: dict[str, Any]) -> Any:
     model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(4), tf.keras.layers.Dense(1)])
     model.compile(optimizer=tf.keras.optimizers.SGD(float(params["x"])), loss="mse")
     return model.fit(x, 2 * x, validation_split=0.25, epochs=3, verbose=0)
+
+
+def tf_resources(params: dict[str, Any]) -> dict[str, float]:
+    """Fits a tiny Keras model, then reports what TensorFlow was given."""
+    import numpy as np
+    import tensorflow as tf
+
+    x = np.zeros((8, 1), dtype="float32")
+    model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    model.fit(x, x, epochs=1, verbose=0)
+    return {
+        "objective": 0.0,
+        "intra_threads": float(tf.config.threading.get_intra_op_parallelism_threads()),
+        "omp_threads": float(os.environ["OMP_NUM_THREADS"]),
+        "visible_gpus": float(len(tf.config.list_physical_devices("GPU"))),
+        "cuda_hidden": float(os.environ.get("CUDA_VISIBLE_DEVICES") == ""),
+    }

@@ -201,3 +201,22 @@ def test_checkpoints_keep_each_runs_best_epoch(client: Any, tmp_path: Path) -> N
     exp = candle_lab.run(spec, client=client, root=tmp_path)
     run = exp.path / exp.records()[0].run_id
     assert (run / "checkpoint.keras").is_file() and (run / "model.keras").is_file()
+
+
+def test_keras_callback_stops_before_the_timeout(client: Any, tmp_path: Path) -> None:
+    spec = candle_spec(
+        space=[
+            {"name": "epoch_sleep", "type": "constant", "value": 0.6},
+            {"name": "epochs", "type": "constant", "value": 30},
+            {"name": "learning_rate", "type": "real", "low": 0.01, "high": 0.02},
+        ],
+        budget={"max_trials": 1},
+        trial={"timeout": 4, "retries": 0},
+    )
+    exp = candle_lab.run(spec, client=client, root=tmp_path)
+    trial = exp.records()[0]
+    # Ended by the callback at an epoch boundary (not killed): its last metrics are kept.
+    assert trial.state == "stopped" and trial.reason == "timeout", (trial.state, trial.reason, trial.error)
+    assert trial.objective is not None and trial.metrics and "val_loss" in trial.metrics
+    assert trial.ended - trial.started < 6  # the driver kills at timeout + 2 s grace; it never had to
+    assert 2 <= exp.metrics["step"].max() < 30

@@ -219,4 +219,4 @@ def test_keras_callback_stops_before_the_timeout(client: Any, tmp_path: Path) ->
     assert trial.state == "stopped" and trial.reason == "timeout", (trial.state, trial.reason, trial.error)
     assert trial.objective is not None and trial.metrics and "val_loss" in trial.metrics
     assert trial.ended - trial.started < 6  # the driver kills at timeout + 2 s grace; it never had to
-    assert 2 <= exp.metrics["step"].max() < 30
+    assert 1 <= exp.metrics["step"].max() < 30

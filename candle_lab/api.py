@@ -85,16 +85,21 @@ def drive(
     observer: Observer | None = None,
 ) -> str:
     """Run (or continue) the experiment in ``exp_dir`` in this process until it ends."""
-    from candle_lab.clusters import open_client
+    from candle_lab.clusters import open_client, resolve, task_resources
     from candle_lab.engine import Engine
 
     spec = load_spec(exp_dir / SPEC_NAME)
+    resolve(spec.compute)  # a bad compute request fails before anything is submitted
     with Store(exp_dir / DB_NAME) as store:
         store.set_meta(driver_pid=os.getpid(), driver_host=socket.gethostname(), heartbeat=time.time(), error=None)
         store.commit()
         try:
-            with contextlib.nullcontext(client) if client is not None else open_client(spec.compute) as c:
-                return Engine(spec, exp_dir, store, c, fn=fn, observer=observer).run()
+            with contextlib.nullcontext(client) if client is not None else open_client(spec.compute, exp_dir) as c:
+                store.set_meta(scheduler=c.scheduler.address, dashboard=c.dashboard_link)
+                engine = Engine(
+                    spec, exp_dir, store, c, fn=fn, observer=observer, resources=task_resources(spec.compute)
+                )
+                return engine.run()
         except KeyboardInterrupt:
             store.set_meta(state="interrupted")
             store.commit()
@@ -294,11 +299,25 @@ class Experiment:
             self._thread.join(timeout)
         else:
             time.sleep(min(poll, 2.0))  # give a detached driver time to register
-            while self.driver_alive() or self.meta().get("state") == "created":
+            while self.driver_alive() or self.meta().get("state") == "created" or self._driver_process_running():
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 time.sleep(poll)
         return self.status()
+
+    def _driver_process_running(self) -> bool:
+        """The driver process still exists (e.g. releasing its workers after the search)."""
+        meta = self.meta()
+        pid = meta.get("driver_pid")
+        if pid is None or meta.get("driver_host") != socket.gethostname() or int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return Path(f"/proc/{pid}/status").is_file() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
 
     def stop(self) -> None:
         """Ask the driver to end the search; running trials are cancelled, results kept."""

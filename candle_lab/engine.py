@@ -11,6 +11,7 @@ arrive on one queue; the loop is the only writer of the store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -85,6 +86,7 @@ class _Trial:
     address: str | None = None
     worker: str | None = None
     stop_deadline: float | None = None  # asked to stop: killed if still running then
+    restarts: int = 0  # times dask re-ran this attempt elsewhere after its worker left
     stop_reason: str | None = None
 
 
@@ -110,6 +112,7 @@ class Engine:
         *,
         fn: Callable[..., Any] | None = None,
         observer: Observer | None = None,
+        resources: dict[str, float] | None = None,
     ) -> None:
         self.spec = spec
         self.exp_dir = exp_dir
@@ -117,6 +120,7 @@ class Engine:
         self.client = client
         self.fn = fn
         self.observer = observer
+        self.resources = resources
         self.exp_id = exp_dir.name
         # Unique on a shared scheduler: task keys and events of two experiments never mix.
         self.key = f"{exp_dir.name}-{uuid.uuid4().hex[:8]}"
@@ -275,7 +279,7 @@ class Engine:
             for t in trials
         ]
         keys = [f"{self.key}-trial{t.trial_id}-a{t.attempt}" for t in trials]
-        futures = self.client.map(run_trial, tasks, key=keys, pure=False)
+        futures = self.client.map(run_trial, tasks, key=keys, pure=False, resources=self.resources)
         for trial, future in zip(trials, futures, strict=True):
             trial.started = None
             trial.stop_deadline = trial.stop_reason = None
@@ -319,12 +323,17 @@ class Engine:
         if trial is None or trial.attempt != message.get("attempt"):
             return  # a late event of an attempt that already ended
         if message["kind"] == "start":
-            trial.started = float(message.get("started", message["time"]))
+            started = float(message.get("started", message["time"]))
+            if trial.started is not None and started != trial.started:
+                # dask moved the task to another worker (its worker left: walltime, scancel)
+                trial.restarts += 1
+                self.store.add_event("rescheduled", trial.trial_id, {"from": trial.worker, "to": message.get("worker")})
+            trial.started = started
             trial.address = message.get("address")
             trial.worker = message.get("worker")
             self.store.mark_running(
                 trial.trial_id,
-                trial.attempt,
+                trial.attempt + trial.restarts,
                 worker=trial.worker,
                 host=message.get("host"),
                 gpu=message.get("gpu"),
@@ -357,12 +366,15 @@ class Engine:
                 continue
             del self._running[trial.trial_id]
             future.release()
-            if outcome.reason in RETRYABLE and attempt <= self.spec.trial.retries and self._stopping is None:
+            if trial.restarts:
+                outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
+            if outcome.reason in RETRYABLE and outcome.attempt <= self.spec.trial.retries and self._stopping is None:
                 log.info("trial %d attempt %d failed (%s); retrying", trial.trial_id, attempt, outcome.reason)
                 self.store.add_event(
                     "retry", trial.trial_id, {"attempt": attempt, "reason": outcome.reason, "error": outcome.error}
                 )
-                trial.attempt += 1
+                trial.attempt = outcome.attempt + 1
+                trial.restarts = 0
                 self.store.requeue(trial.trial_id, trial.attempt, outcome.reason, outcome.error)
                 self._n.reruns.append(trial)
                 continue

@@ -234,6 +234,14 @@ class ComputeSpec(Section):
     partition: str | None = Field(None, description="SLURM partition")
     walltime: str | None = Field(None, description="Walltime of each worker job, HH:MM:SS")
 
+    @field_validator("partition", "gpu_type")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        # These end up in a batch script: letters, digits and '_.+-' only.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
+            raise ValueError(expected_got("a name of letters, digits and '_.+-'", value))
+        return value
+
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str | None) -> str | None:

@@ -102,3 +102,19 @@ def tf_resources(params: dict[str, Any]) -> dict[str, float]:
         "visible_gpus": float(len(tf.config.list_physical_devices("GPU"))),
         "cuda_hidden": float(os.environ.get("CUDA_VISIBLE_DEVICES") == ""),
     }
+
+
+def gpu_probe(params: dict[str, Any]) -> dict[str, float]:
+    """What a trial sees: its GPU (CUDA_VISIBLE_DEVICES) and its SLURM job (also written
+    to the run folder at the start, for tests that cancel the job mid-trial)."""
+    ctx = current_trial()
+    if ctx is not None:
+        (ctx.prepare_dir() / "slurm_job").write_text(os.environ.get("SLURM_JOB_ID", ""))
+    time.sleep(float(params.get("sleep", 1.0)))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return {
+        "objective": float(params["x"]),
+        "gpu_count": float(len([v for v in visible.split(",") if v])),
+        "gpu_index": float(visible) if visible.isdigit() else -1.0,
+        "slurm_job": float(os.environ.get("SLURM_JOB_ID", "-1")),
+    }

@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from candle_lab.clusters.profiles import SiteProfile, available_profiles, load_profile
-from candle_lab.errors import SpecError
+from candle_lab.clusters.profiles import Resolved, SiteProfile, available_profiles, load_profile, resolve
 from candle_lab.spec import ComputeSpec
 
-__all__ = ["SiteProfile", "available_profiles", "load_profile", "open_client"]
+__all__ = ["Resolved", "SiteProfile", "available_profiles", "load_profile", "open_client", "resolve", "task_resources"]
+
+
+def task_resources(compute: ComputeSpec) -> dict[str, float] | None:
+    """What each trial asks of its worker: GPU trials only land on GPU workers (SLURM)."""
+    if compute.gpus and load_profile(compute.profile).scheduler == "slurm":
+        return {"GPU": float(compute.gpus)}
+    return None
 
 
 @contextlib.contextmanager
-def open_client(compute: ComputeSpec) -> Iterator[Any]:
-    """A dask client on the cluster the ``compute`` section asks for; closed afterwards."""
-    profile = load_profile(compute.profile)
-    if profile.scheduler != "local":
-        raise SpecError.one(
-            "compute.profile", f"expected a profile this version can start ('local'), got {profile.name!r}"
-        )
-    from candle_lab.clusters.local import start_local
+def open_client(compute: ComputeSpec, exp_dir: Path) -> Iterator[Any]:
+    """A dask client on the cluster the ``compute`` section asks for; closed afterwards,
+    which cancels every worker job (also after errors and Ctrl-C)."""
+    resolved = resolve(compute)
+    if resolved.profile.scheduler == "slurm":
+        from candle_lab.clusters.slurm import start_slurm
 
-    cluster, client = start_local(compute)
+        cluster, client = start_slurm(resolved, exp_dir)
+    else:
+        from candle_lab.clusters.local import start_local
+
+        cluster, client = start_local(compute)
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        try:
+            client.close()
+        finally:
+            cluster.close()

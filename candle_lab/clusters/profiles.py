@@ -1,15 +1,66 @@
-"""Site profiles (``site_profiles/*.yaml``): what a cluster offers and how to start workers."""
+"""Site profiles (``site_profiles/*.yaml``): what a cluster offers and how to start workers.
+
+A profile names its scheduler (``local`` or ``slurm``), its partitions with their limits
+(walltime, cores and memory per node, GPU types and counts per node), how a worker's
+Python starts (an interpreter path, environment set-up lines, or a container) and its
+defaults. :func:`resolve` checks a spec's ``compute`` section against those limits before
+anything is submitted; every value that reaches a batch script is checked here.
+"""
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from candle_lab.errors import SpecError, from_pydantic
+from candle_lab.spec import ComputeSpec, parse_duration
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+ANY_GPU = "any"  # a partition whose GPUs have no type in SLURM's gres
+
+
+def memory_bytes(text: str) -> int:
+    """'4GB' -> bytes (SLURM reads MB/GB as MiB/GiB; so do we)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(float(m.group(1)) * scale)
+
+
+def walltime_seconds(text: str) -> float:
+    """'1-02:00:00', '04:00:00' or '30:00' -> seconds."""
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    h, m, s = parts
+    return (int(days) * 24 + h) * 3600 + m * 60 + s if days else h * 3600 + m * 60 + s
+
+
+class Partition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_walltime: str = "24:00:00"
+    cores: int = Field(1, ge=1, description="CPU cores per node")
+    memory: str = Field("4GB", description="Memory per node")
+    gpus: dict[str, int] = Field(default_factory=dict, description="GPU type -> GPUs per node")
+
+
+class Container(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str
+    runtime: Literal["apptainer", "singularity"] = "apptainer"
+    options: tuple[str, ...] = ("--nv",)
+    python: str = "python3"
 
 
 class SiteProfile(BaseModel):
@@ -21,6 +72,45 @@ class SiteProfile(BaseModel):
     scheduler: Literal["local", "slurm"]
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
+    partitions: dict[str, Partition] = Field(default_factory=dict)
+    cpu_partition: str | None = None
+    gpu_partition: str | None = None
+    python: str | None = Field(None, description="Worker interpreter (absolute path); default: the driver's")
+    env_setup: tuple[str, ...] = Field((), description="Shell lines run in the job before the worker starts")
+    container: Container | None = None
+    interface: str | None = None
+    local_directory: str | None = None
+    tls: bool = Field(True, description="Encrypt and authenticate scheduler/worker/client traffic")
+    lifetime_margin: str = Field("5m", description="Workers retire this long before their walltime ends")
+
+    @field_validator("partitions")
+    @classmethod
+    def _safe_names(cls, value: dict[str, Partition]) -> dict[str, Partition]:
+        for name, part in value.items():
+            for text in (name, *part.gpus):
+                if not SAFE_NAME.match(text):
+                    raise ValueError(f"expected names of letters, digits, '_.+-', got {text!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A ``compute`` section checked against a profile: what the cluster will be asked for."""
+
+    profile: SiteProfile
+    workers: int
+    cores: int
+    memory: str | None
+    gpus: int
+    gpu_type: str | None
+    partition: str | None
+    walltime: str | None
+
+    @property
+    def gres(self) -> str | None:
+        if not self.gpus:
+            return None
+        return f"gpu:{self.gpus}" if self.gpu_type in (None, ANY_GPU) else f"gpu:{self.gpu_type}:{self.gpus}"
 
 
 def profile_dirs() -> list[Path]:
@@ -58,3 +148,83 @@ def load_profile(name_or_path: str) -> SiteProfile:
         return SiteProfile.model_validate(data)
     except ValidationError as exc:
         raise from_pydantic(exc, f"site profile {path}") from None
+
+
+def resolve(compute: ComputeSpec, profile: SiteProfile | None = None) -> Resolved:
+    """Check ``compute`` against its profile; raises :class:`SpecError` naming every bad field."""
+    profile = profile or load_profile(compute.profile)
+    # The profile's defaults fill what the spec leaves open (memory, walltime, partition...).
+    values: dict[str, Any] = {k: profile.defaults.get(k) if v is None else v for k, v in compute.model_dump().items()}
+    problems: list[tuple[str, str]] = []
+    if profile.scheduler == "local":
+        return Resolved(
+            profile,
+            values["workers"],
+            values["cores"],
+            values["memory"],
+            values["gpus"],
+            values["gpu_type"],
+            None,
+            None,
+        )
+
+    gpus = int(values["gpus"])
+    default = profile.gpu_partition if gpus else profile.cpu_partition
+    name = values["partition"] or default or next(iter(profile.partitions), None)
+    part = profile.partitions.get(name) if name else None
+    if part is None:
+        problems.append(("compute.partition", f"expected one of {', '.join(profile.partitions)}, got {name!r}"))
+        raise SpecError(problems)
+    gpu_type = values["gpu_type"]
+    if gpus:
+        if not part.gpus:
+            with_gpus = [n for n, p in profile.partitions.items() if p.gpus] or ["none"]
+            problems.append(("compute.gpus", f"partition {name!r} has no GPUs; GPU partitions: {', '.join(with_gpus)}"))
+        else:
+            if gpu_type is None:
+                gpu_type = next(iter(part.gpus))
+            if gpu_type not in part.gpus:
+                problems.append(
+                    (
+                        "compute.gpu_type",
+                        f"expected one of {', '.join(part.gpus)} on partition {name!r}, got {gpu_type!r}",
+                    )
+                )
+            elif gpus > part.gpus[gpu_type]:
+                problems.append(
+                    (
+                        "compute.gpus",
+                        f"a {name!r} node has {part.gpus[gpu_type]} {gpu_type} GPUs, asked for {gpus} per worker",
+                    )
+                )
+    elif gpu_type is not None:
+        problems.append(("compute.gpu_type", f"set compute.gpus to use a GPU type, got gpu_type {gpu_type!r}"))
+    if values["cores"] > part.cores:
+        problems.append(("compute.cores", f"a {name!r} node has {part.cores} cores, asked for {values['cores']}"))
+    memory = values["memory"]
+    if memory is None:
+        problems.append(("compute.memory", f"expected a memory size per worker (at most {part.memory}), got none"))
+    elif memory_bytes(memory) > memory_bytes(part.memory):
+        problems.append(("compute.memory", f"a {name!r} node has {part.memory}, asked for {memory}"))
+    walltime = values["walltime"] or part.max_walltime
+    if walltime_seconds(walltime) > walltime_seconds(part.max_walltime):
+        problems.append(
+            ("compute.walltime", f"partition {name!r} allows at most {part.max_walltime}, asked for {walltime}")
+        )
+    if problems:
+        raise SpecError(problems)
+    return Resolved(profile, values["workers"], values["cores"], memory, gpus, gpu_type, name, walltime)
+
+
+def worker_lifetime(resolved: Resolved) -> tuple[float, float] | None:
+    """(lifetime, stagger) seconds: workers retire before SLURM would kill them."""
+    if resolved.walltime is None:
+        return None
+    total = walltime_seconds(resolved.walltime)
+    margin = parse_duration(resolved.profile.lifetime_margin, "lifetime_margin") or 300.0
+    margin = min(margin, total / 4)
+    return max(60.0, total - margin), min(margin / 2, 120.0)
+
+
+def worker_python(profile: SiteProfile) -> str:
+    return profile.python or sys.executable

@@ -1,0 +1,170 @@
+"""Clusters from site profiles, on a real single-node SLURM (scripts/slurm-up, 2 fake GPUs).
+
+Never skipped: without a SLURM the fixture brings one up (root) or fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, TESTS
+
+import candle_lab
+from candle_lab.clusters import resolve
+from candle_lab.clusters.profiles import SiteProfile, load_profile
+from candle_lab.clusters.slurm import cluster_kwargs, job_script, worker_command_python
+from candle_lab.errors import SpecError
+from candle_lab.spec import ComputeSpec
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    idle = (
+        shutil.which("sinfo")
+        and "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout
+    )
+    if not idle:
+        result = subprocess.run([str(REPO / "scripts" / "slurm-up")], capture_output=True, text=True)
+        assert result.returncode == 0, f"could not bring SLURM up:\n{result.stderr}"
+
+
+def our_jobs() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if "candle-lab-" in line]
+
+
+def gpu_spec(trials: int, sleep: float, **compute: Any) -> dict[str, Any]:
+    return {
+        "name": "slurm-gpu",
+        "model": {"ref": "trial_models:gpu_probe", "path": str(TESTS)},
+        "space": [
+            {"name": "x", "type": "real", "low": 0, "high": 1},
+            {"name": "sleep", "type": "constant", "value": sleep},
+        ],
+        "objective": {"metric": "objective"},
+        "search": {"algorithm": "async-bo", "initial_points": 2, "seed": 5},
+        "budget": {"max_trials": trials},
+        "compute": {"profile": "lab", "workers": 2, "gpus": 1, "memory": "1GB", "walltime": "00:20:00", **compute},
+        "trial": {"retries": 2},
+    }
+
+
+# ------------------------------------------------------------------ profiles (no SLURM needed)
+@pytest.mark.parametrize(
+    ("compute", "field", "text"),
+    [
+        ({"partition": "bigmem"}, "compute.partition", "expected one of gpu, cpu"),
+        ({"gpus": 1, "gpu_type": "h100"}, "compute.gpu_type", "got 'h100'"),
+        ({"gpus": 3}, "compute.gpus", "has 2 any GPUs, asked for 3"),
+        ({"gpus": 1, "partition": "cpu"}, "compute.gpus", "GPU partitions: gpu"),
+        ({"walltime": "12:00:00"}, "compute.walltime", "at most 04:00:00"),
+        ({"memory": "64GB"}, "compute.memory", "has 16GB, asked for 64GB"),
+        ({"cores": 16}, "compute.cores", "has 2 cores"),
+    ],
+)
+def test_compute_is_checked_against_the_profile(compute: dict[str, Any], field: str, text: str) -> None:
+    with pytest.raises(SpecError) as info:
+        resolve(ComputeSpec(profile="lab", **compute))
+    assert field in str(info.value) and text in str(info.value)
+
+
+def test_shell_metacharacters_never_reach_sbatch() -> None:
+    with pytest.raises(SpecError, match=r"compute\.partition"):
+        candle_lab.spec_from_dict(gpu_spec(2, 0.1, partition="gpu; rm -rf ~"))
+    bad = Path(TESTS) / "data" / "bad_profile.yaml"
+    with pytest.raises(SpecError, match="partitions"):
+        load_profile(str(bad))
+
+
+def test_biowulf_profile_and_job_script(tmp_path: Path) -> None:
+    resolved = resolve(ComputeSpec(profile="biowulf", gpus=1, gpu_type="v100", workers=8))
+    assert (resolved.partition, resolved.memory, resolved.walltime, resolved.gres) == (
+        "gpu",
+        "16GB",
+        "08:00:00",
+        "gpu:v100:1",
+    )
+    kwargs = cluster_kwargs(resolved, tmp_path)
+    assert kwargs["job_extra_directives"] == ["--gres=gpu:v100:1"]
+    assert kwargs["worker_extra_args"][:2] == ["--resources", "GPU=1"] and "--lifetime" in kwargs["worker_extra_args"]
+    assert "module load python/3.11" in kwargs["job_script_prologue"]
+    assert Path(kwargs["python"]).is_absolute()
+    script = job_script(resolved, tmp_path)
+    for line in ("#SBATCH -p gpu", "#SBATCH --gres=gpu:v100:1", "#SBATCH --mem=", "#SBATCH -t 08:00:00", "GPU=1"):
+        assert line in script, script
+
+
+def test_container_worker_command() -> None:
+    profile = load_profile("generic-slurm").model_copy(
+        update={"container": {"image": "/shared/candle lab.sif", "options": ["--nv", "--bind", "/data"]}}
+    )
+    profile = SiteProfile.model_validate(profile.model_dump())
+    resolved = resolve(ComputeSpec(profile="generic-slurm", gpus=1), profile)
+    assert worker_command_python(resolved) == "apptainer exec --nv --bind /data '/shared/candle lab.sif' python3"
+
+
+# ------------------------------------------------------------------ real SLURM
+def test_async_experiment_on_slurm_gpu_workers(slurm: None, tmp_path: Path) -> None:
+    exp = candle_lab.run(gpu_spec(8, 1.5), wait=False, root=tmp_path)
+    seen_jobs: set[str] = set()
+    deadline = time.monotonic() + 180
+    while exp.status().state in ("created", "running") and time.monotonic() < deadline:
+        seen_jobs.update(line.split()[0] for line in our_jobs())
+        time.sleep(0.3)
+    status = exp.wait(timeout=60)
+    assert status.state == "completed" and status.completed == 8, exp.meta().get("error")
+    assert seen_jobs, "no worker job was ever visible in squeue"
+    gpu_of_job: dict[float, set[float]] = {}
+    for t in exp.records():
+        assert t.metrics is not None and t.metrics["gpu_count"] == 1  # exactly one GPU per trial
+        gpu_of_job.setdefault(t.metrics["slurm_job"], set()).add(t.metrics["gpu_index"])
+    assert all(len(gpus) == 1 for gpus in gpu_of_job.values())  # a worker keeps its GPU
+    assert {g for gpus in gpu_of_job.values() for g in gpus} <= {0.0, 1.0}
+    assert str(exp.meta()["scheduler"]).startswith("tls://")
+    assert not our_jobs(), "worker jobs were left in the queue"
+
+
+def test_cancelled_worker_job_loses_nothing(slurm: None, tmp_path: Path) -> None:
+    exp = candle_lab.run(gpu_spec(6, 3.0), wait=False, root=tmp_path)
+    deadline = time.monotonic() + 120
+    while not any(t.state == "running" for t in exp.records()):
+        assert time.monotonic() < deadline and exp.status().state in ("created", "running")
+        time.sleep(0.2)
+    running = next(t for t in exp.records() if t.state == "running")
+    job_file = exp.path / running.run_id / "slurm_job"
+    while not job_file.is_file() or not job_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    victim = job_file.read_text()
+    subprocess.run(["scancel", victim], check=True)
+    status = exp.wait(timeout=240)
+    assert status.state == "completed" and status.completed == 6, [(t.state, t.error) for t in exp.records()]
+    again = exp.records()[running.trial_id]
+    assert again.attempt > 1 and again.metrics and again.metrics["slurm_job"] != float(victim)  # ran elsewhere
+    assert not our_jobs()
+
+
+def test_tls_refuses_a_client_without_the_certificate(slurm: None, tmp_path: Path) -> None:
+    from distributed import Client
+    from distributed.security import Security
+
+    exp = candle_lab.run(gpu_spec(4, 4.0), wait=False, root=tmp_path)
+    deadline = time.monotonic() + 60
+    while "scheduler" not in exp.meta():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    address = str(exp.meta()["scheduler"])
+    assert address.startswith("tls://")
+    with pytest.raises(Exception):  # noqa: B017 - no TLS context at all
+        Client(address, timeout=5)
+    with pytest.raises(OSError):  # a certificate from another authority: handshake refused
+        Client(address, security=Security.temporary(), timeout=5)
+    exp.stop()
+    exp.wait(timeout=120)
+    assert not our_jobs()
+    assert os.stat(exp.path / "tls").st_mode & 0o077 == 0  # certificates: the user's only

@@ -164,6 +164,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from candle_lab.kernels import install_kernel
+
+    folder = install_kernel(
+        user=args.prefix is None and not args.sys_prefix, prefix=args.prefix, container=args.container
+    )
+    print(f"installed the Jupyter kernel 'CANDLE Lab (TensorFlow)' in {folder}")
+    return 0
+
+
+def cmd_job_script(args: argparse.Namespace) -> int:
+    from candle_lab.clusters import resolve
+    from candle_lab.clusters.slurm import job_script
+
+    spec = load_spec(args.spec)
+    resolved = resolve(spec.compute)
+    if resolved.profile.scheduler != "slurm":
+        raise SpecError.one("compute.profile", f"expected a SLURM profile, got {resolved.profile.name!r} (local)")
+    print(job_script(resolved, Path(args.spec).resolve().parent / "experiments" / "EXPnnn"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="candle-lab", description="Hyperparameter optimization on dask and SLURM.")
     parser.add_argument(
@@ -209,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list experiments")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("job-script", help="show the SLURM batch script of a spec's workers (submits nothing)")
+    p.add_argument("spec", type=Path)
+    p.set_defaults(func=cmd_job_script)
+
+    p = sub.add_parser("kernel", help="install the Jupyter kernel 'CANDLE Lab (TensorFlow)'")
+    p.add_argument("action", choices=["install"])
+    p.add_argument("--prefix", default=None, help="install under PREFIX/share/jupyter/kernels")
+    p.add_argument("--sys-prefix", action="store_true", help="install into this environment")
+    p.add_argument("--container", default=None, help="run the kernel inside this Apptainer image")
+    p.set_defaults(func=cmd_kernel)
     return parser
 
 

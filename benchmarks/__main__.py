@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-SECTIONS = ("dispatch", "proposal", "simulate", "quality")
+SECTIONS = ("dispatch", "proposal", "simulate", "quality", "slurm_startup")
 
 
 def main() -> None:

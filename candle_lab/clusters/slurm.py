@@ -67,7 +67,7 @@ def tls_directory(exp_dir: Path) -> Path:
     return path
 
 
-def start_slurm(resolved: Resolved, exp_dir: Path) -> tuple[Any, Any]:
+def start_slurm(resolved: Resolved, exp_dir: Path, adaptive: bool = True) -> tuple[Any, Any]:
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
@@ -88,7 +88,8 @@ def start_slurm(resolved: Resolved, exp_dir: Path) -> tuple[Any, Any]:
     log.info(
         "SLURM workers: up to %d on %s; job script:\n%s", resolved.workers, resolved.partition, cluster.job_script()
     )
-    cluster.adapt(minimum=0, maximum=resolved.workers)
+    if adaptive:
+        cluster.adapt(minimum=0, maximum=resolved.workers)
     client = Client(cluster, security=security)
     return cluster, client
 

@@ -168,3 +168,14 @@ def test_tls_refuses_a_client_without_the_certificate(slurm: None, tmp_path: Pat
     exp.wait(timeout=120)
     assert not our_jobs()
     assert os.stat(exp.path / "tls").st_mode & 0o077 == 0  # certificates: the user's only
+
+
+def test_experiment_outlives_its_worker_jobs(slurm: None, tmp_path: Path) -> None:
+    """Workers retire before their walltime (80 s: lifetime 60 s ± 10 s) and fresh jobs
+    take over; every trial completes."""
+    exp = candle_lab.run(gpu_spec(26, 5.0, walltime="00:01:20"), wait=False, root=tmp_path)
+    status = exp.wait(timeout=400)
+    assert status.state == "completed" and status.completed == 26, [(t.state, t.error) for t in exp.records()]
+    jobs = {t.metrics["slurm_job"] for t in exp.records() if t.metrics}
+    assert len(jobs) > 2, f"all trials ran in jobs {jobs}: no worker was retired"
+    assert not our_jobs()

@@ -75,21 +75,34 @@ def from_pydantic(exc: Any, source: str | None = None, allowed: dict[str, list[s
     problems: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        # Tagged unions put the tag into the path (space.parameters.0.real.low): drop it.
+        # Tagged unions put the tag into the path (space.parameters.0.real.low): drop it,
+        # but remember it to list the fields of that kind ("space.parameters[].real").
+        tagged = [p for i, p in enumerate(loc) if i > 0 and isinstance(loc[i - 1], int) and p in _TAGS]
         loc = [p for i, p in enumerate(loc) if not (i > 0 and isinstance(loc[i - 1], int) and p in _TAGS)]
         path = field_path(loc)
         kind = err["type"]
         given = err.get("input")
-        if isinstance(given, dict) and isinstance(given.get("name"), str) and path.endswith("]"):
+        if kind == "union_tag_not_found":
+            path = field_path([*loc, "type"])
+        if isinstance(given, dict) and isinstance(given.get("name"), str) and path.endswith(("]", ".type")):
             path = f"{path} ({given['name']})"
         if kind == "union_tag_invalid":
             tags = err.get("ctx", {}).get("expected_tags", "")
             problems.append((path, f"type must be one of {tags}, got {err.get('ctx', {}).get('tag')!r}"))
             continue
+        if kind == "union_tag_not_found":
+            problems.append((path, "required field is missing; expected one of " + ", ".join(sorted(_TAGS))))
+            continue
         msg = str(err["msg"])
+        if kind == "literal_error" and isinstance(given, str):
+            choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            hint = did_you_mean(given, choices)
+            problems.append((path, f"expected {err.get('ctx', {}).get('expected')}, got {given!r}{hint}"))
+            continue
         if kind == "extra_forbidden":
             parent = field_path(loc[:-1])
-            names = (allowed or {}).get(parent, [])
+            generic = re.sub(r"\[\d+\]", "[]", parent) + (f".{tagged[-1]}" if tagged else "")
+            names = (allowed or {}).get(parent) or (allowed or {}).get(generic, [])
             hint = did_you_mean(str(loc[-1]), names)
             listing = f"; allowed: {', '.join(names)}" if names else ""
             problems.append((path, f"unknown field{hint}{listing}"))
@@ -108,7 +121,13 @@ def from_pydantic(exc: Any, source: str | None = None, allowed: dict[str, list[s
             continue
         if msg.startswith("Input should be "):
             msg = "expected " + msg[len("Input should be ") :]
-        problems.append((path, f"{msg}, got {given!r}" if "got" not in msg else msg))
+        elif msg.startswith("String should have "):
+            msg = "expected a string with " + msg[len("String should have ") :]
+        if "got" not in msg:
+            msg = f"{msg}, got {given!r}"
+        elif isinstance(given, int | float | str) and repr(given) not in msg:
+            msg = f"{msg} ({given!r})"  # "got a number with a fractional part" -> show it
+        problems.append((path, msg))
     return SpecError(problems, source)
 
 

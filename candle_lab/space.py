@@ -270,6 +270,9 @@ def detect_format(path: Path, text: str) -> SpaceFormat:
     except SpecError:
         return "native"
     if isinstance(data, Mapping):
+        # A one-line unrolled parameter file reads as a mapping too: {"id": "run1", "lr": 0.1}.
+        if "id" in data and not isinstance(data["id"], list):
+            return "upf"
         return "grid"
     if isinstance(data, list) and data and all(isinstance(d, Mapping) for d in data):
         kinds = {str(d.get("type", "")).lower() for d in data}
@@ -307,8 +310,11 @@ def parse_upf(text: str, source: str = "upf") -> list[dict[str, Any]]:
         if not isinstance(obj, dict):
             raise SpecError.one(f"{source} line {lineno}", expected_got("a JSON object", obj))
         run_id = obj.pop("id", None)
-        if run_id is None:
-            run_id = f"run{len(runs)}"
+        if run_id is None or isinstance(run_id, bool | dict | list) or str(run_id) == "":
+            raise SpecError.one(
+                f"{source} line {lineno}.id",
+                expected_got('an "id" (it becomes the run id)', run_id) + f" in {line}",
+            )
         run_id = str(run_id)
         if not re.match(r"^[A-Za-z0-9_.\-]+$", run_id):
             raise SpecError.one(f"{source} line {lineno}.id", expected_got("letters, digits, '_', '.', '-'", run_id))
@@ -389,7 +395,7 @@ def to_ga_json(parameters: Sequence[Parameter]) -> list[dict[str, Any]]:
             entry["sigma"] = (p.high - p.low) / 20 if isinstance(p, RealParam) else max(1, (p.high - p.low) // 20)
             out.append(entry)
         elif isinstance(p, CategoricalParam):
-            if set(map(repr, p.choices)) == {"True", "False"} and not p.ordered:
+            if [repr(c) for c in p.choices] == ["True", "False"] and not p.ordered:
                 out.append({"name": p.name, "type": "logical"})
                 continue
             element = _element_type(p.choices)

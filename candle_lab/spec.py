@@ -9,6 +9,7 @@ space file is read into the spec, so that the copy saved with an experiment is c
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -29,7 +30,11 @@ from pydantic import (
 from candle_lab.errors import SpecError, expected_got, from_pydantic
 from candle_lab.space import (
     MAX_GRID,
+    CategoricalParam,
+    ConstantParam,
+    IntegerParam,
     Parameter,
+    RealParam,
     SearchSpace,
     SpaceFormat,
     UpfRun,
@@ -38,6 +43,7 @@ from candle_lab.space import (
 )
 
 Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo"]
+SPACE_FORMATS: tuple[str, ...] = ("auto", "ga", "grid", "upf", "native")
 ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo")
 
 
@@ -81,7 +87,10 @@ class ModelSpec(Section):
         if isinstance(value, str):
             import shlex
 
-            return tuple(shlex.split(value))
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:  # "No closing quotation"
+                raise ValueError(expected_got(f"a command line with balanced quotes ({exc})", value)) from None
         return value
 
     @field_validator("path", "default_model", "config_file")
@@ -122,7 +131,12 @@ class SpaceSpec(Section):
         data = dict(data)
         if "file" in data:
             fmt: SpaceFormat = data.pop("format", "auto")
-            path = Path(_resolve(str(data.pop("file")), info) or "")
+            if fmt not in SPACE_FORMATS:
+                raise SpecError.one("space.format", expected_got(" | ".join(SPACE_FORMATS), fmt))
+            file = data.pop("file")
+            if not isinstance(file, str | os.PathLike) or not str(file).strip():
+                raise SpecError.one("space.file", expected_got("the path of a space file", file))
+            path = Path(_resolve(str(file), info) or "")
             content = read_space_file(path, fmt)
             data.setdefault("parameters", content.parameters)
             data.setdefault("runs", content.runs)
@@ -160,7 +174,7 @@ class SearchSpec(Section):
     xi: float = Field(0.01, ge=0, description="Improvement margin of EI and PI")
     seed: int | None = Field(None, description="Random seed (fixed when the experiment is created)")
     shuffle: bool = Field(False, description="Grid: visit the points in random order (CANDLE's random grid)")
-    grid_points: int = Field(5, ge=2, description="Grid: values per real/integer parameter")
+    grid_points: int = Field(5, ge=2, le=10_000, description="Grid: values per real/integer parameter")
 
 
 # ------------------------------------------------------------------------------- budget
@@ -176,17 +190,23 @@ def parse_duration(value: Any, field: str = "duration") -> float | None:
         text = str(value).strip().lower()
         units = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?", text)
-        clock = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?", text)
+        clock = re.fullmatch(r"(?:(\d+)-)?(\d+):([0-5]?\d)(?::([0-5]?\d))?", text)
         if match:
             seconds = float(match.group(1)) * units[match.group(2) or "s"]
         elif clock:
+            # SLURM's forms (as YAML reads unquoted 1:30): MM:SS, HH:MM:SS, D-HH:MM, D-HH:MM:SS.
             days, a, b, c = clock.groups()
-            h, m, s = (int(a), int(b), int(c)) if c is not None else (int(a), int(b), 0)
+            if c is not None:
+                h, m, s = int(a), int(b), int(c)
+            elif days is not None:
+                h, m, s = int(a), int(b), 0
+            else:
+                h, m, s = 0, int(a), int(b)
             seconds = int(days or 0) * 86400 + h * 3600 + m * 60 + s
         else:
             raise ValueError(expected_got("a duration like 3600, '30m', '2h' or '01:30:00'", value))
-    if seconds <= 0:
-        raise ValueError(expected_got(f"a positive {field}", value))
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(expected_got(f"a positive, finite {field}", value))
     return seconds
 
 
@@ -248,6 +268,15 @@ class ComputeSpec(Section):
         if value is not None and not MEMORY_RE.match(value.strip()):
             raise ValueError(expected_got("a size like '4GB' or '500MB'", value))
         return value.strip() if value else value
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime_seconds(cls, value: Any) -> Any:
+        # YAML reads an unquoted 12:00:00 as the integer 43200 (base 60).
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            minutes, seconds = divmod(value, 60)
+            return f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}"
+        return value
 
     @field_validator("walltime")
     @classmethod
@@ -354,6 +383,8 @@ def allowed_fields() -> dict[str, list[str]]:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out[name] = list(ann.model_fields)
     out["space"] = ["parameters", "runs", "source", "file", "format"]
+    for param in (RealParam, IntegerParam, CategoricalParam, ConstantParam):
+        out[f"space.parameters[].{param.model_fields['type'].default}"] = list(param.model_fields)
     return out
 
 

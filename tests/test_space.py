@@ -269,7 +269,7 @@ def test_numeric_upf_ids_become_strings() -> None:
 
 # ------------------------------------------------------------------------------ parameters
 def test_parameter_validation_messages() -> None:
-    with pytest.raises(ValueError, match="low must be less than high, got low=1.0, high=1.0"):
+    with pytest.raises(ValueError, match=r"low must be less than high, got low=1\.0, high=1\.0"):
         RealParam(name="x", low=1, high=1)
     with pytest.raises(ValueError, match="log scale needs low > 0"):
         IntegerParam(name="n", low=0, high=4, log=True)

@@ -36,13 +36,17 @@ def memory_bytes(text: str) -> int:
 
 
 def walltime_seconds(text: str) -> float:
-    """'1-02:00:00', '04:00:00' or '30:00' -> seconds."""
-    days, _, rest = text.rpartition("-")
+    """SLURM's time forms -> seconds: MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    days, dash, rest = text.strip().rpartition("-")
     parts = [int(p) for p in rest.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    h, m, s = parts
-    return (int(days) * 24 + h) * 3600 + m * 60 + s if days else h * 3600 + m * 60 + s
+    if dash:
+        parts += [0] * (3 - len(parts))  # D-HH[:MM[:SS]]
+        h, m, s = parts
+        return (int(days) * 24 + h) * 3600 + m * 60 + s
+    if len(parts) == 2:  # MM:SS
+        return parts[0] * 60 + parts[1]
+    h, m, s = ([0] * (3 - len(parts)) + parts)[-3:]
+    return h * 3600 + m * 60 + s
 
 
 class Partition(BaseModel):

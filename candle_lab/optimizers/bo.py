@@ -37,13 +37,6 @@ Acquisition = Literal["LCB", "EI", "PI", "qLCB"]
 GP_MAX_POINTS = 150  # auto: GP while told + pending points stay below this
 TREES = 12
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
-GP_JITTER = 1e-6  # fixed noise variance of the GP, in units of the normalised results
-GP_RESTARTS = 1  # random restarts of the GP hyperparameter fit (besides the warm start)
-GP_LS_BOUNDS = (0.01, 100.0)
-GP_LS_INIT = 1.0
-GP_NOISE_BOUNDS: tuple[float, float] | None = None
-GP_WARM = True
-POLISH_STARTS = 5  # L-BFGS polishes of the acquisition from the best candidates
 
 
 @dataclass(frozen=True)
@@ -121,8 +114,6 @@ class BayesOptimizer:
         self._y: list[float] = []
         self._pending: dict[str, np.ndarray] = {}
         self._design = self._initial_design(initial_points)
-        self._gp_theta: np.ndarray | None = None  # last fitted GP hyperparameters (log scale)
-        self._gp_told = -1  # number of results they were fitted on
 
     # ------------------------------------------------------------------ protocol
     def ask(self, n: int = 1) -> list[Proposal]:
@@ -279,59 +270,28 @@ class BayesOptimizer:
     # ------------------------------------------------------------------ proposing
     def _fit(self, X: np.ndarray, y: np.ndarray, kind: str) -> Any:
         from skopt.learning import ExtraTreesRegressor, RandomForestRegressor
+        from skopt.utils import cook_estimator
 
         seed = int(self._rng.integers(2**31))
         if kind == "GP":
-            return self._fit_gp(X, y, seed, optimize=True)
-        cls = ExtraTreesRegressor if kind == "ET" else RandomForestRegressor
-        max_samples = None if len(y) <= TREE_MAX_SAMPLES else TREE_MAX_SAMPLES
-        model = cls(
-            n_estimators=TREES,
-            min_samples_leaf=2 if kind == "ET" else 3,
-            bootstrap=max_samples is not None or kind == "RF",
-            random_state=seed,
-        )
-        # Bagged subsamples keep the fit cheap at thousands of points (skopt's
-        # wrappers do not take the argument; scikit-learn reads the attribute).
-        model.max_samples = max_samples
+            from skopt.space import Space
+
+            model = cook_estimator("GP", space=Space([(0.0, 1.0)] * self._width), random_state=seed, noise="gaussian")
+        else:
+            cls = ExtraTreesRegressor if kind == "ET" else RandomForestRegressor
+            max_samples = None if len(y) <= TREE_MAX_SAMPLES else TREE_MAX_SAMPLES
+            model = cls(
+                n_estimators=TREES,
+                min_samples_leaf=2 if kind == "ET" else 3,
+                bootstrap=max_samples is not None or kind == "RF",
+                random_state=seed,
+            )
+            # Bagged subsamples keep the fit cheap at thousands of points (skopt's
+            # wrappers do not take the argument; scikit-learn reads the attribute).
+            model.max_samples = max_samples
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(X, y)
-        return model
-
-    def _fit_gp(self, X: np.ndarray, y: np.ndarray, seed: int, *, optimize: bool) -> Any:
-        """A Matérn-5/2 ARD GP on the unit cube, with a small fixed jitter for noise.
-
-        The objectives searched are (nearly) deterministic: a learned white-noise term
-        lets the GP explain away the fine structure near an optimum, a fixed small one
-        keeps the posterior sharp there. The hyperparameters are warm-started from the
-        previous fit, so one extra random restart is enough. With ``optimize=False`` the
-        last fitted hyperparameters are reused as they are (posterior with liars added).
-        """
-        from skopt.learning import GaussianProcessRegressor
-        from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-        kernel = ConstantKernel(1.0, (0.01, 1000.0)) * Matern(
-            length_scale=np.full(self._width, GP_LS_INIT), length_scale_bounds=[GP_LS_BOUNDS] * self._width, nu=2.5
-        )
-        if GP_NOISE_BOUNDS is not None:
-            kernel = kernel + WhiteKernel(1e-3, GP_NOISE_BOUNDS)
-        if self._gp_theta is not None and len(self._gp_theta) == len(kernel.theta) and (GP_WARM or not optimize):
-            kernel = kernel.clone_with_theta(self._gp_theta)
-        model = GaussianProcessRegressor(
-            kernel=kernel,
-            alpha=GP_JITTER,
-            normalize_y=True,
-            noise="gaussian" if GP_NOISE_BOUNDS is not None else None,
-            optimizer="fmin_l_bfgs_b" if optimize else None,
-            n_restarts_optimizer=GP_RESTARTS if optimize else 0,
-            random_state=seed,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(X, y)
-        if optimize:
-            self._gp_theta = model.kernel_.theta.copy()
         return model
 
     def _propose(self, n: int) -> list[np.ndarray]:
@@ -356,23 +316,10 @@ class BayesOptimizer:
         return chosen
 
     def _model_with(self, X: np.ndarray, y: np.ndarray, liars: list[np.ndarray], lie: float) -> tuple[Any, str]:
-        kind = self.surrogate_for(len(y) + len(liars))
-        if kind == "GP":
-            # Hyperparameters from the real results only (refitted once per new result);
-            # the liars then only shape the posterior, at the cost of one Cholesky.
-            if self._gp_told != len(y) or self._gp_theta is None:
-                model = self._fit_gp(X, y, int(self._rng.integers(2**31)), optimize=True)
-                self._gp_told = len(y)
-                if not liars:
-                    return model, kind
-            if not liars:
-                return self._fit_gp(X, y, 0, optimize=False), kind
-            Xl = np.vstack([X, np.array(liars)])
-            yl = np.concatenate([y, np.full(len(liars), lie)])
-            return self._fit_gp(Xl, yl, 0, optimize=False), kind
         if liars:
             X = np.vstack([X, np.array(liars)])
             y = np.concatenate([y, np.full(len(liars), lie)])
+        kind = self.surrogate_for(len(y))
         return self._fit(X, y, kind), kind
 
     def _best_candidate(
@@ -396,7 +343,7 @@ class BayesOptimizer:
             scores = _gaussian_acquisition(cands, model, y_opt=float(y.min()), acq_func=acq, acq_func_kwargs=kwargs)
         order = np.argsort(scores)
         if kind == "GP" and not self._has_cat:
-            polished = self._polish(model, cands[order[:POLISH_STARTS]], float(y.min()), acq, kwargs)
+            polished = self._polish(model, cands[order[:5]], float(y.min()), acq, kwargs)
             if polished is not None:
                 cands = np.vstack([polished, cands[order]])
                 order = np.arange(len(cands))

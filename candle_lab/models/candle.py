@@ -15,7 +15,7 @@ import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +127,31 @@ def run_candle_module(
     if before_run is not None:
         before_run()
     return module.run(final)
+
+
+def command_line_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """``--name value`` pairs, values as Python literals when they parse (CANDLE's CLI)."""
+    out: dict[str, Any] = {}
+    for flag, text in zip(args[::2], args[1::2], strict=False):
+        out[flag.lstrip("-")] = parse_value(text)
+    return out
+
+
+def benchmark_main(
+    initialize_parameters: Callable[..., dict[str, Any]],
+    run: Callable[[dict[str, Any]], Any],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> Any:
+    """Run a benchmark module from the command line, as CANDLE benchmarks run:
+    ``python nt3_baseline.py --config_file my.txt --epochs 3``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config_file", help="a model file overriding default_model.txt")
+    args, rest = parser.parse_known_args(argv)
+    params = initialize_parameters(config_file=args.config_file, overrides=command_line_overrides(rest))
+    history = run(params)
+    losses = getattr(history, "history", {}).get("val_loss", [])
+    sys.stdout.write(f"val_loss per epoch: {[round(float(v), 4) for v in losses]}\n")
+    return history

@@ -12,8 +12,6 @@ Standalone: ``python unet_nuclei_baseline.py [--config_file FILE] [--epochs 3 ..
 
 from __future__ import annotations
 
-import argparse
-import ast
 import functools
 import os
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from candle_lab.models.candle import finalize_parameters
+from candle_lab.models.candle import benchmark_main, finalize_parameters
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -145,25 +143,5 @@ def run(params: dict[str, Any]) -> keras.callbacks.History:
     )
 
 
-def _overrides(args: list[str]) -> dict[str, Any]:
-    """``--name value`` pairs, values as Python literals when they parse."""
-    out: dict[str, Any] = {}
-    for flag, text in zip(args[::2], args[1::2], strict=False):
-        try:
-            out[flag.lstrip("-")] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[flag.lstrip("-")] = text
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config_file", help="a model file overriding default_model.txt")
-    args, rest = parser.parse_known_args(argv)
-    params = initialize_parameters(config_file=args.config_file, overrides=_overrides(rest))
-    history = run(params)
-    print(f"val_loss per epoch: {[round(v, 4) for v in history.history['val_loss']]}")
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main(initialize_parameters, run, description=__doc__.splitlines()[0])

@@ -9,8 +9,9 @@ adapter drives them itself instead of through ``skopt.Optimizer``, for speed:
 * the surrogate adapts to the data (``auto``): a Gaussian process while the data is
   small, where it finds optima precisely, then a small bagged extra-trees forest whose
   fit and scoring cost stays at a few tens of milliseconds at thousands of points;
-* trials still running are in the data as constant liars (the best value so far), so
-  parallel proposals spread out;
+* trials still running are in the data, so parallel proposals spread out: with a GP at
+  the GP's own prediction (kriging believer), with trees as constant liars (the best
+  value so far);
 * qLCB proposes a whole batch from one fit, each point with its own exploration weight
   drawn from an exponential distribution, as mlrMBO's qLCB does.
 """
@@ -316,10 +317,16 @@ class BayesOptimizer:
         return chosen
 
     def _model_with(self, X: np.ndarray, y: np.ndarray, liars: list[np.ndarray], lie: float) -> tuple[Any, str]:
+        """The surrogate with trials still running in the data. A GP believes its own
+        prediction there (kriging believer: the posterior narrows at pending points but
+        the fitted surface is not bent towards a made-up value); the cheap tree models
+        take the constant liar (the best value so far)."""
+        kind = self.surrogate_for(len(y) + len(liars))
         if liars:
-            X = np.vstack([X, np.array(liars)])
-            y = np.concatenate([y, np.full(len(liars), lie)])
-        kind = self.surrogate_for(len(y))
+            pending = np.array(liars)
+            believed = self._fit(X, y, kind).predict(pending) if kind == "GP" else np.full(len(liars), lie)
+            X = np.vstack([X, pending])
+            y = np.concatenate([y, believed])
         return self._fit(X, y, kind), kind
 
     def _best_candidate(

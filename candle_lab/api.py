@@ -31,6 +31,7 @@ from candle_lab.store import (
     TrialRecord,
     experiments_root,
     find_experiment,
+    list_experiments,
     new_experiment_dir,
 )
 
@@ -149,6 +150,28 @@ def open_experiment(ref: str | os.PathLike[str], root: str | os.PathLike[str] | 
     return Experiment(find_experiment(ref, root))
 
 
+def check(spec: SpecLike) -> ExperimentSpec:
+    """A spec ready to submit: valid, and its compute request possible on its site profile."""
+    from candle_lab.clusters import resolve
+
+    spec = as_spec(spec)
+    resolve(spec.compute)
+    return spec
+
+
+def statuses(root: str | os.PathLike[str] | None = None) -> list[Status]:
+    """The status of every experiment under ``root``, oldest first (unreadable ones are
+    logged and left out, so that one damaged folder hides nothing else)."""
+    folder = experiments_root(root)
+    out = []
+    for exp_id in list_experiments(folder):
+        try:
+            out.append(Experiment(folder / exp_id).status())
+        except Exception:
+            log.warning("cannot read experiment %s", exp_id, exc_info=True)
+    return out
+
+
 def _start(
     path: Path, *, fn: Callable[..., Any] | None, wait: bool, client: Any, observer: Observer | None
 ) -> Experiment:
@@ -161,9 +184,15 @@ def _start(
         )
         exp._thread.start()
     else:
+        command = [sys.executable, "-m", "candle_lab.cli", "resume", str(path), "--quiet"]
+        if os.environ.get("CANDLE_LAB_DRIVER_JOB"):  # in a portal session: outlive it as a SLURM job
+            from candle_lab.clusters.slurm import submit_driver_job
+
+            if submit_driver_job(command, path, exp.spec.compute.profile) is not None:
+                return exp
         with (path / DRIVER_LOG).open("ab") as out:
             subprocess.Popen(
-                [sys.executable, "-m", "candle_lab.cli", "resume", str(path), "--quiet"],
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -194,6 +223,15 @@ class Status:
     best: float | None
     driver_alive: bool
     ended_because: str | None = None
+    max_trials: int | None = None
+    created: float | None = None
+
+    @property
+    def progress(self) -> float | None:
+        """Finished trials over the trial budget (None without one)."""
+        if not self.max_trials:
+            return None
+        return min(1.0, (self.completed + self.failed) / self.max_trials)
 
 
 class Experiment:
@@ -228,7 +266,12 @@ class Experiment:
     def metrics(self) -> pd.DataFrame:
         """Per-step metrics reported by trials (long format)."""
         with self._store() as store:
-            return store.metrics_frame()
+            frame = store.metrics_frame()
+        return frame.drop(columns="row").sort_values(["trial_id", "step"], kind="stable").reset_index(drop=True)
+
+    def trial(self, trial_id: int) -> TrialRecord | None:
+        with self._store() as store:
+            return store.trial(trial_id)
 
     def records(self) -> list[TrialRecord]:
         with self._store() as store:
@@ -251,10 +294,13 @@ class Experiment:
         return best
 
     def status(self) -> Status:
-        meta = self.meta()
         records = self.records()
         best = self.best
-        count = {s: sum(t.state == s for t in records) for s in ("completed", "failed", "running")}
+        counts = {s: sum(t.state == s for t in records) for s in ("completed", "failed", "running")}
+        return self.status_of(self.meta(), len(records), counts, best.objective if best else None)
+
+    def status_of(self, meta: Mapping[str, Any], trials: int, counts: Mapping[str, int], best: float | None) -> Status:
+        """A status from what a caller already read (dashboards poll the store themselves)."""
         alive = self.driver_alive(meta)
         state = str(meta.get("state", "unknown"))
         if state == "running" and not alive:
@@ -263,13 +309,15 @@ class Experiment:
             id=self.id,
             name=str(meta.get("name", "")),
             state=state,
-            trials=len(records),
-            completed=count["completed"],
-            failed=count["failed"],
-            running=count["running"],
-            best=best.objective if best else None,
+            trials=trials,
+            completed=counts.get("completed", 0),
+            failed=counts.get("failed", 0),
+            running=counts.get("running", 0),
+            best=best,
             driver_alive=alive,
             ended_because=meta.get("ended_because"),
+            max_trials=(meta.get("spec") or {}).get("budget", {}).get("max_trials"),
+            created=meta.get("created"),
         )
 
     def driver_alive(self, meta: Mapping[str, Any] | None = None) -> bool:
@@ -292,18 +340,37 @@ class Experiment:
             return time.time() - float(meta.get("heartbeat", 0)) < STALE_SECONDS * 4
         return time.time() - float(meta.get("heartbeat", 0)) < STALE_SECONDS
 
-    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Status:
-        """Block until the search ends (for ``wait=False`` starts); returns the final status."""
+    def wait(self, timeout: float | None = None, poll: float = 0.5, progress: bool = False) -> Status:
+        """Block until the search ends (for ``wait=False`` starts); returns the final status.
+        ``progress=True`` shows a progress bar of finished trials (in a notebook too)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._thread is not None:
-            self._thread.join(timeout)
-        else:
-            time.sleep(min(poll, 2.0))  # give a detached driver time to register
-            while self.driver_alive() or self.meta().get("state") == "created" or self._driver_process_running():
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                time.sleep(poll)
+        bar = _progress_bar(self) if progress else None
+        try:
+            if self._thread is not None and bar is None:
+                self._thread.join(timeout)
+            else:
+                time.sleep(min(poll, 2.0))  # give a detached driver time to register
+                while self._running():
+                    if bar is not None:
+                        bar(self.status())
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    time.sleep(poll)
+        finally:
+            if bar is not None:
+                bar(None)
         return self.status()
+
+    def _running(self) -> bool:
+        if self._thread is not None:
+            return self._thread.is_alive()
+        return self.driver_alive() or self.meta().get("state") == "created" or self._driver_process_running()
+
+    def dashboard(self, interval: float = 1.0) -> Any:
+        """A live Gantt chart and loss curves of this experiment, for a notebook cell."""
+        from candle_lab.widgets import ExperimentDashboard
+
+        return ExperimentDashboard(self, interval=interval).widget
 
     def _driver_process_running(self) -> bool:
         """The driver process still exists (e.g. releasing its workers after the search)."""
@@ -337,3 +404,20 @@ class Experiment:
         from candle_lab.report import write_report
 
         return write_report(self, Path(path) if path else self.path / "report.html")
+
+
+def _progress_bar(exp: Experiment) -> Callable[[Status | None], None]:
+    """A tqdm bar fed with statuses; ``None`` closes it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=exp.spec.budget.max_trials, desc=exp.id, unit="trial")
+
+    def update(status: Status | None) -> None:
+        if status is None:
+            bar.close()
+            return
+        bar.n = status.completed + status.failed
+        bar.set_postfix_str(f"{status.state}, best {status.best:.4g}" if status.best is not None else status.state)
+        bar.refresh()
+
+    return update

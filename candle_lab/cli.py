@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,6 +187,49 @@ def cmd_job_script(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from candle_lab.ui.server import PASSWORD_ENV, ServeOptions, start_server
+
+    options = ServeOptions(
+        address=args.address,
+        port=args.port,
+        prefix=args.prefix or "",
+        root_path=args.root_path or "",
+        allow_websocket_origin=tuple(args.allow_websocket_origin or ()),
+        password=args.password,
+        root=str(args.root or ""),
+        experiment=args.experiment,
+    )
+    server, address, password = start_server(options)
+    print(f"candle_lab dashboard: {address}", flush=True)
+    if password and not (args.password or os.environ.get(PASSWORD_ENV)):  # generated: say it, once
+        print(f"password: {password}", flush=True)
+    server.start()
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_ondemand_build(args: argparse.Namespace) -> int:
+    from candle_lab.ondemand import build_app
+
+    files = build_app(args.site, args.dest, cluster=args.cluster, python=args.python)
+    print(f"Open OnDemand app for site {args.site!r}: {len(files)} files in {args.dest}")
+    return 0
+
+
+def cmd_ondemand_check(args: argparse.Namespace) -> int:
+    from candle_lab.clusters.profiles import load_profile
+    from candle_lab.ondemand import check_form, parse_assignments, site_profile_path
+
+    profile = load_profile(str(site_profile_path(args.site)))
+    session = check_form(parse_assignments(args.values), profile, existing_dir=True)
+    print(f"{session.mode} on {profile.name}: {' '.join(session.sbatch_args())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="candle-lab", description="Hyperparameter optimization on dask and SLURM.")
     parser.add_argument(
@@ -236,12 +280,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_job_script)
 
+    p = sub.add_parser("dashboard", help="serve the web app: forms, live dashboard, experiment browser")
+    p.add_argument("--address", default="127.0.0.1", help="listen address (default: loopback only)")
+    p.add_argument("--port", type=int, default=5006, help="port (0: any free port)")
+    p.add_argument("--prefix", default=None, help="URL prefix behind a portal, e.g. /node/HOST/PORT")
+    p.add_argument("--root-path", default=None, help="root path the proxy strips (default: the prefix)")
+    p.add_argument(
+        "--allow-websocket-origin", action="append", default=None, metavar="HOST[:PORT]",
+        help="browser origin allowed to connect (repeatable)",
+    )
+    p.add_argument(
+        "--password", default=None,
+        help="password to log in (default: $CANDLE_LAB_PASSWORD; generated when not on loopback)",
+    )
+    p.add_argument("--experiment", default=None, help="open this experiment on the dashboard")
+    p.set_defaults(func=cmd_dashboard)
+
     p = sub.add_parser("kernel", help="install the Jupyter kernel 'CANDLE Lab (TensorFlow)'")
     p.add_argument("action", choices=["install"])
     p.add_argument("--prefix", default=None, help="install under PREFIX/share/jupyter/kernels")
     p.add_argument("--sys-prefix", action="store_true", help="install into this environment")
     p.add_argument("--container", default=None, help="run the kernel inside this Apptainer image")
     p.set_defaults(func=cmd_kernel)
+
+    p = sub.add_parser("ondemand", help="Open OnDemand app: the dashboard or JupyterLab on a cluster node")
+    ood = p.add_subparsers(dest="ondemand_command", required=True, metavar="ACTION")
+    p = ood.add_parser("build", help="generate the app from a site profile")
+    p.add_argument("dest", type=Path, help="folder to write the app to")
+    p.add_argument("--site", required=True, help="site profile name (biowulf) or YAML file")
+    p.add_argument("--cluster", default=None, help="Open OnDemand cluster id (default: the profile's name)")
+    p.add_argument("--python", default=None, help="interpreter with candle_lab on the nodes (default: the profile's)")
+    p.set_defaults(func=cmd_ondemand_build)
+    p = ood.add_parser("check", help="check a session's form values against a site profile")
+    p.add_argument("--site", required=True, help="site profile name or YAML file")
+    p.add_argument("values", nargs="*", metavar="FIELD=VALUE", help="form values (mode=dashboard partition=gpu ...)")
+    p.set_defaults(func=cmd_ondemand_check)
     return parser
 
 

@@ -7,6 +7,7 @@ nothing here draws. The report, the Panel dashboard and the notebook widgets sha
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,24 +55,50 @@ def _intervals(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     now = time.time() if now is None else now
     ran["start"] = ran["started"].astype(float)
     ran["end"] = ran["ended"].astype(float).where(ran["ended"].notna(), now)
-    ran["lane"] = ran["worker"].fillna("?").astype(str)
+    ran["lane"] = lanes(ran)
     return ran
 
 
-def gantt_rows(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
+def lanes(trials: pd.DataFrame) -> pd.Series:
+    """The Gantt lane of each trial: its worker, and its GPU when it had one."""
+    lane = trials["worker"].fillna("?").astype(str)
+    if "gpu" in trials:
+        gpu = trials["gpu"]
+        has = gpu.notna() & (gpu.astype(str) != "")
+        lane = lane.where(~has, lane + " · GPU " + gpu.astype(str))
+    return lane
+
+
+QUEUE_LANE = "queued"
+GANTT_COLUMNS = ["trial_id", "lane", "start", "end", "state", "shade", "objective"]
+
+
+def gantt_rows(trials: pd.DataFrame, now: float | None = None, *, queued: bool = False) -> pd.DataFrame:
     """One bar per trial: ``lane`` (worker), ``start``/``end`` (seconds from the first
     start), ``state``, and ``shade`` 0/1 alternating along each lane so that neighbouring
-    trials are told apart."""
+    trials are told apart. ``queued=True`` adds waiting trials on a lane of their own,
+    from when they were queued until now."""
+    now = time.time() if now is None else now
     ran = _intervals(trials, now)
-    if ran.empty:
-        return pd.DataFrame(columns=["trial_id", "lane", "start", "end", "state", "shade", "objective"])
-    t0 = float(ran["start"].min())
-    ran = ran.sort_values(["lane", "start"])
-    ran["shade"] = ran.groupby("lane").cumcount() % 2
-    out = ran[["trial_id", "lane", "start", "end", "state", "shade", "objective"]].copy()
-    out["start"] -= t0
-    out["end"] -= t0
-    return out.reset_index(drop=True)
+    waiting = pd.DataFrame(columns=GANTT_COLUMNS)
+    if queued and not trials.empty and "queued" in trials:
+        wait = trials[(trials["state"] == "queued") & trials["queued"].notna()]
+        waiting = pd.DataFrame(
+            {"trial_id": wait["trial_id"], "lane": QUEUE_LANE, "start": wait["queued"].astype(float), "end": now,
+             "state": "queued", "shade": 0, "objective": wait["objective"]}
+        )
+    if ran.empty and waiting.empty:
+        return pd.DataFrame(columns=GANTT_COLUMNS)
+    if not ran.empty:
+        ran = ran.sort_values(["lane", "start"])
+        ran["shade"] = ran.groupby("lane").cumcount() % 2
+        ran = ran[GANTT_COLUMNS]
+    out = pd.concat([f for f in (ran, waiting) if not f.empty], ignore_index=True)
+    t0 = float(out["start"].min())
+    out["start"] = out["start"].astype(float) - t0
+    out["end"] = out["end"].astype(float) - t0
+    out["shade"] = out["shade"].astype(int)
+    return out
 
 
 def utilization(
@@ -111,6 +138,31 @@ def best_so_far(trials: pd.DataFrame, direction: str = "minimize") -> pd.DataFra
     if not out.empty:
         out["ended"] = out["ended"] - float(trials["started"].min())
     return out.reset_index(drop=True)
+
+
+def top_trials(trials: pd.DataFrame, k: int, direction: str = "minimize") -> pd.DataFrame:
+    """The ``k`` best completed trials, best first (``k <= 0``: every trial, best first)."""
+    if trials.empty:
+        return trials
+    ordered = trials.sort_values("objective", ascending=direction == "minimize", na_position="last", kind="stable")
+    if k <= 0:
+        return ordered
+    done = ordered[(ordered["state"] == "completed") & ordered["objective"].notna()]
+    return done.head(k)
+
+
+def loss_curves(metrics: pd.DataFrame, metric: str, trial_ids: Iterable[int] | None = None) -> dict[int, pd.DataFrame]:
+    """Per-epoch values of ``metric`` for each trial (its latest attempt): ``step``, ``value``."""
+    if metrics.empty:
+        return {}
+    rows = metrics[metrics["name"] == metric]
+    if trial_ids is not None:
+        rows = rows[rows["trial_id"].isin(list(trial_ids))]
+    if rows.empty:
+        return {}
+    latest = rows.groupby("trial_id")["attempt"].transform("max")
+    rows = rows[rows["attempt"] == latest].sort_values(["trial_id", "step"])
+    return {int(t): part[["step", "value"]].reset_index(drop=True) for t, part in rows.groupby("trial_id")}
 
 
 def state_counts(trials: pd.DataFrame) -> dict[str, int]:

@@ -249,6 +249,7 @@ class _LazyLog(io.TextIOBase):
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+            self._file = None  # TextIOBase.close() flushes: nothing left to flush
         super().close()
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,23 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]  # jp_fetch & co. for the server extension
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """pytest-jupyter's event loop for tests that use a Jupyter server; a private one for
+    the others (taking the current loop would close the one Playwright's sync API runs)."""
+    own = {"jp_asyncio_loop", "jp_server_cleanup"}  # pytest-jupyter's autouse fixtures
+    if any(name.startswith("jp_") and name not in own for name in request.fixturenames):
+        from jupyter_core.utils import ensure_event_loop
+
+        loop = ensure_event_loop(prefer_selector_loop=True)
+    else:
+        loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +44,15 @@ def client() -> Iterator[Any]:
     yield client
     client.close()
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    """The real single-node SLURM of scripts/slurm-up (started here when it is not up)."""
+    up = shutil.which("sinfo") and subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout
+    if not up or not {"idle", "mixed", "allocated"} & set(up.split()):
+        result = subprocess.run([str(REPO / "scripts" / "slurm-up")], capture_output=True, text=True)
+        assert result.returncode == 0, f"could not bring SLURM up:\n{result.stderr}"
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ Never skipped: without a SLURM the fixture brings one up (root) or fails."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, TESTS
+from conftest import TESTS
 
 import candle_lab
 from candle_lab.clusters import resolve
@@ -20,17 +19,6 @@ from candle_lab.clusters.profiles import SiteProfile, load_profile
 from candle_lab.clusters.slurm import cluster_kwargs, job_script, worker_command_python
 from candle_lab.errors import SpecError
 from candle_lab.spec import ComputeSpec
-
-
-@pytest.fixture(scope="module")
-def slurm() -> None:
-    idle = (
-        shutil.which("sinfo")
-        and "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout
-    )
-    if not idle:
-        result = subprocess.run([str(REPO / "scripts" / "slurm-up")], capture_output=True, text=True)
-        assert result.returncode == 0, f"could not bring SLURM up:\n{result.stderr}"
 
 
 def our_jobs() -> list[str]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from candle_lab.clusters.profiles import Resolved, worker_lifetime, worker_python
-from candle_lab.errors import MissingDependency
+from candle_lab.clusters.profiles import Resolved, load_profile, memory_bytes, worker_lifetime, worker_python
+from candle_lab.errors import CandleLabError, MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +104,61 @@ def job_script(resolved: Resolved, exp_dir: Path) -> str:
         raise MissingDependency("dask-jobqueue", "slurm", "SLURM workers") from None
     kwargs = {k: v for k, v in cluster_kwargs(resolved, exp_dir).items() if k != "scheduler_options"}
     return str(SLURMJob(scheduler="tls://SCHEDULER:PORT", name="worker", **kwargs).job_script())
+
+
+# ------------------------------------------------------------------ detached drivers
+DRIVER_JOB_ENV = "CANDLE_LAB_DRIVER_JOB"  # set (to 1) inside portal sessions, e.g. Open OnDemand
+DRIVER_MEMORY_GB = 2
+SESSION_SECRETS = ("password", "CANDLE_LAB_PASSWORD", "JUPYTER_TOKEN")  # the session's, not the driver's
+
+
+def run_command(args: Sequence[str], stdin: str | None = None) -> str:
+    """Run an external command (logged); its output, or :class:`CandleLabError` with it."""
+    log.info("running %s", shlex.join(args))
+    try:
+        result = subprocess.run(list(args), input=stdin, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CandleLabError(f"{args[0]} not found: is this a SLURM node? (running {shlex.join(args)})") from None
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()
+        raise CandleLabError(f"{shlex.join(args)} failed with exit code {result.returncode}: {output}")
+    return result.stdout
+
+
+def submit_driver_job(command: Sequence[str], exp_dir: Path, profile_name: str) -> str | None:
+    """Run a detached driver as a SLURM job of its own (one core on the profile's CPU
+    partition), so that it outlives the job it was started from (a portal session): its
+    job id, or None for a profile without SLURM (those drivers stay beside their caller)."""
+    profile = load_profile(profile_name)
+    if profile.scheduler != "slurm" or not profile.partitions:
+        return None
+    partition = profile.cpu_partition or next(iter(profile.partitions))
+    part = profile.partitions[partition]
+    memory_gb = max(1, min(DRIVER_MEMORY_GB, memory_bytes(part.memory) >> 30))
+    script = "\n".join(
+        [
+            "#!/bin/bash",
+            f"# candle_lab driver of experiment {exp_dir.name}",
+            "unset " + " ".join(SESSION_SECRETS),
+            *profile.env_setup,
+            "exec " + shlex.join(command),
+            "",
+        ]
+    )
+    args = [
+        "sbatch",
+        "--parsable",
+        f"--job-name=candle-lab-driver-{exp_dir.name}",
+        f"--partition={partition}",
+        "--nodes=1",
+        "--ntasks=1",
+        "--cpus-per-task=1",
+        f"--mem={memory_gb}G",
+        f"--time={part.max_walltime}",
+        f"--output={exp_dir / 'driver.log'}",
+        "--open-mode=append",
+        f"--chdir={exp_dir.parent}",
+    ]
+    job = run_command(args, stdin=script).strip().split(";")[0]
+    log.info("driver of %s: SLURM job %s on partition %s", exp_dir.name, job, partition)
+    return job

@@ -3,6 +3,11 @@
 A benchmark module has ``initialize_parameters(default_model=...)`` and ``run(params)``
 and ships a ``default_model.txt`` INI file. Parameter precedence is CANDLE's: library
 defaults < default model file < ``--config_file`` < the search's per-trial values.
+
+A module that does ``import candle`` gets the real CANDLE library when it is installed,
+else candle_lab's compatible subset (:mod:`candle_lab.compat.candle`); its
+``candle.finalize_parameters(bmk)`` merges the trial's search values and run information
+itself (command line < search values < run information).
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ def parse_value(text: str) -> Any:
 
 
 def read_default_model(path: str | Path) -> dict[str, Any]:
-    """All sections of a CANDLE default model (INI) file merged into one dict."""
+    """All sections of a CANDLE default model (INI) file merged into one dict (as in CANDLE,
+    the first occurrence of a keyword wins)."""
     path = Path(path)
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep the keys' case
@@ -64,7 +70,7 @@ def read_default_model(path: str | Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for section in parser.sections():
         for key, raw in parser.items(section):
-            values[key] = parse_value(raw)
+            values.setdefault(key, parse_value(raw))
     return values
 
 
@@ -101,8 +107,10 @@ def run_candle_module(
     before_run: Callable[[], None] | None = None,
 ) -> Any:
     """Import the benchmark, build its parameters, write them to the run folder, run it."""
+    from candle_lab.compat import install_candle, trial_parameters
     from candle_lab.models.callable import ensure_path
 
+    install_candle()  # ``import candle`` without a CANDLE installation: the compatible subset
     ensure_path(model.get("path"))
     module = importlib.import_module(str(model["ref"]))
     for name in ("initialize_parameters", "run"):
@@ -114,14 +122,25 @@ def run_candle_module(
 
     argv = [str(module.__file__)] + (["--config_file", str(config_file)] if config_file else [])
     init = module.initialize_parameters
-    with _argv(argv):
-        accepts = "default_model" in inspect.signature(init).parameters
-        base = init(default_model=default_model) if accepts else init()
-    final = {**LIBRARY_DEFAULTS, **dict(base or {})}
-    if config_file:
-        final.update(read_default_model(config_file))
-    final.update(params)
-    final.update(run_info)
+    accepted = inspect.signature(init).parameters.get("default_model")
+    # No model.default_model and no default_model.txt: the module's own default (nt3_default_model.txt).
+    own_default = accepted is not None and accepted.default is not inspect.Parameter.empty
+    if accepted is None or (own_default and not model.get("default_model") and not Path(default_model).is_file()):
+        kwargs: dict[str, Any] = {}
+    else:
+        kwargs = {"default_model": default_model}
+    with _argv(argv), trial_parameters(params, run_info) as trial:
+        base = init(**kwargs)
+    if trial.finalized:
+        # The module called candle.finalize_parameters (the compatible subset), which merged
+        # the config file, the search's values and the run information already.
+        final = dict(base) if isinstance(base, Mapping) else dict(trial.finalized[-1])
+    else:
+        final = {**LIBRARY_DEFAULTS, **dict(base or {})}
+        if config_file:
+            final.update(read_default_model(config_file))
+        final.update(params)
+        final.update(run_info)
     (run_dir / FINAL_PARAMS_FILE).write_text(json.dumps(final, indent=2, default=str), encoding="utf-8")
     log.debug("running %s with %s", module.__name__, final)
     if before_run is not None:

@@ -4,6 +4,7 @@ from candle_lab.store.db import FINAL_STATES, Store, TrialRecord, TrialState
 from candle_lab.store.layout import (
     DB_NAME,
     REQUESTS,
+    ROOT_ENV,
     SPEC_NAME,
     default_run_id,
     experiments_root,
@@ -17,6 +18,7 @@ __all__ = [
     "DB_NAME",
     "FINAL_STATES",
     "REQUESTS",
+    "ROOT_ENV",
     "SPEC_NAME",
     "Store",
     "TrialRecord",

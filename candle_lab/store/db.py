@@ -284,9 +284,18 @@ class Store:
             frame["duration"] = frame["ended"] - frame["started"]
         return frame
 
-    def metrics_frame(self) -> pd.DataFrame:
+    def metrics_frame(self, after: int = 0) -> pd.DataFrame:
+        """Per-step metrics, long format; ``after`` skips rows up to that ``row`` number
+        (readers that poll fetch only what is new)."""
         import pandas as pd
 
         return pd.read_sql_query(
-            "SELECT trial_id, attempt, step, name, value, time FROM metrics ORDER BY trial_id, step", self._db
+            "SELECT rowid AS row, trial_id, attempt, step, name, value, time FROM metrics "
+            "WHERE rowid > ? ORDER BY rowid",
+            self._db,
+            params=(after,),
         )
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (cheap: pollers skip unchanged reads)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])

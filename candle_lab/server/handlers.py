@@ -1,0 +1,135 @@
+"""Thin tornado handlers: HTTP <-> :mod:`candle_lab.api`; every one needs a logged-in user."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from candle_lab import __version__, api
+from candle_lab.errors import CandleLabError, ExperimentNotFound, SpecError, expected_got
+from candle_lab.spec import spec_from_dict
+from candle_lab.store import ROOT_ENV
+
+log = logging.getLogger(__name__)
+
+API = "candle-lab/api"
+APP = "candle-lab-app"  # the Panel app behind jupyter-server-proxy (see candle_lab.server.proxy)
+EXP = r"(?P<exp_id>[A-Za-z0-9_.-]+)"
+
+
+def _status(status: api.Status) -> dict[str, Any]:
+    return {**dataclasses.asdict(status), "progress": status.progress}
+
+
+class BaseHandler(APIHandler):
+    @property
+    def root(self) -> Path:
+        return Path(self.settings["candle_lab_root"])
+
+    def answer(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, default=str))
+
+    def fail(self, status: int, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        self.answer({"message": message, "problems": [{"field": f, "message": m} for f, m in problems or []]}, status)
+
+    def experiment(self, exp_id: str) -> api.Experiment | None:
+        try:
+            return api.open_experiment(exp_id, self.root)
+        except ExperimentNotFound as exc:
+            self.fail(404, str(exc))
+            return None
+
+
+class InfoHandler(BaseHandler):
+    @tornado.web.authenticated
+    def get(self) -> None:
+        base = self.settings.get("base_url", "/")
+        self.answer({"version": __version__, "root": str(self.root), "dashboard": url_path_join(base, APP) + "/"})
+
+
+class ExperimentsHandler(BaseHandler):
+    @tornado.web.authenticated
+    def get(self) -> None:
+        self.answer({"experiments": [_status(s) for s in api.statuses(self.root)]})
+
+    @tornado.web.authenticated
+    def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"null")
+        except json.JSONDecodeError as exc:
+            self.fail(400, f"body: expected a JSON object (an experiment spec), got invalid JSON: {exc}")
+            return
+        if isinstance(body, dict) and set(body) == {"spec"}:
+            body = body["spec"]
+        if not isinstance(body, dict):
+            self.fail(400, f"body: {expected_got('a JSON object (an experiment spec)', body)}")
+            return
+        try:
+            spec = api.check(spec_from_dict(body, base_dir=Path(self.settings.get("server_root_dir") or ".")))
+            exp = api.run(spec, wait=False, root=self.root)
+        except SpecError as exc:
+            self.fail(400, str(exc), exc.problems)
+            return
+        except CandleLabError as exc:
+            self.fail(400, str(exc))
+            return
+        log.info("submitted %s", exp.id)
+        self.answer(_status(exp.status()), 201)
+
+
+class ExperimentHandler(BaseHandler):
+    @tornado.web.authenticated
+    def get(self, exp_id: str) -> None:
+        exp = self.experiment(exp_id)
+        if exp is not None:
+            trials = [dataclasses.asdict(t) for t in exp.records()]
+            self.answer({**_status(exp.status()), "spec": exp.spec.to_dict(), "trials": trials})
+
+
+class StopHandler(BaseHandler):
+    @tornado.web.authenticated
+    def post(self, exp_id: str, trial_id: str | None = None) -> None:
+        exp = self.experiment(exp_id)
+        if exp is None:
+            return
+        if trial_id is None:
+            exp.stop()
+        elif exp.trial(int(trial_id)) is None:
+            self.fail(404, f"trial: experiment {exp.id} has no trial {trial_id}")
+            return
+        else:
+            exp.stop_trial(int(trial_id))
+        self.answer({"requested": "stop", "experiment": exp.id, "trial": None if trial_id is None else int(trial_id)},
+                    202)
+
+
+def experiments_folder(serverapp: Any) -> Path:
+    return Path(os.environ.get(ROOT_ENV) or Path(serverapp.root_dir) / "experiments").resolve()
+
+
+def setup_handlers(serverapp: Any) -> None:
+    web_app = serverapp.web_app
+    root = experiments_folder(serverapp)
+    os.environ.setdefault(ROOT_ENV, str(root))  # the proxied dashboard reads the same folder
+    web_app.settings["candle_lab_root"] = str(root)
+    base = url_path_join(web_app.settings["base_url"], API)
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "info"), InfoHandler),
+            (url_path_join(base, "experiments"), ExperimentsHandler),
+            (url_path_join(base, "experiments", EXP), ExperimentHandler),
+            (url_path_join(base, "experiments", EXP, "stop"), StopHandler),
+            (url_path_join(base, "experiments", EXP, "trials", r"(?P<trial_id>\d+)", "stop"), StopHandler),
+        ],
+    )
+    serverapp.log.info("candle_lab: REST API at %s, experiments in %s", base, root)

@@ -1,0 +1,1 @@
+"""The Panel app: form and monitor state (``forms``, ``state``), charts, views, serving."""

@@ -1,0 +1,105 @@
+"""Serving the Panel app: loopback by default, a password when exposed, URL prefixes
+for portals (Open OnDemand ``/node/<host>/<port>/``, jupyter-server-proxy)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from candle_lab.errors import MissingDependency, SpecError, expected_got
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+PASSWORD_ENV = "CANDLE_LAB_PASSWORD"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the dashboard is served; ``check()`` explains what is wrong."""
+
+    address: str = "127.0.0.1"
+    port: int = 5006
+    prefix: str = ""
+    root_path: str = ""
+    allow_websocket_origin: tuple[str, ...] = ()
+    password: str | None = None
+    root: str = ""
+    experiment: str | None = None
+    show: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exposed(self) -> bool:
+        return self.address not in LOOPBACK
+
+    def check(self) -> ServeOptions:
+        if not 0 <= self.port <= 65535:
+            raise SpecError.one("port", expected_got("a port number from 0 to 65535", self.port))
+        for name in ("prefix", "root_path"):
+            value = getattr(self, name)
+            if value and not value.startswith("/"):
+                raise SpecError.one(name, expected_got("a path starting with '/', like /node/host/8080", value))
+        if self.password is not None and len(self.password) < 8:
+            raise SpecError.one("password", "expected at least 8 characters")
+        return self
+
+    def origins(self, port: int) -> list[str]:
+        """Websocket origins: given ones; behind a prefix any (the portal's host is not
+        known here, and the portal or the password guards access); else this host."""
+        if self.allow_websocket_origin:
+            return list(self.allow_websocket_origin)
+        if self.prefix or self.exposed:
+            return ["*"]
+        return [f"localhost:{port}", f"127.0.0.1:{port}"]
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def url(options: ServeOptions, port: int) -> str:
+    host = "127.0.0.1" if options.address in ("0.0.0.0", "::") else options.address
+    return f"http://{host}:{port}{options.prefix.rstrip('/')}/"
+
+
+def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
+    """Start the server (not its loop); returns it, its URL and the password in force."""
+    try:
+        import panel as pn
+    except ImportError:
+        raise MissingDependency("panel", "ui", "the dashboard") from None
+    from candle_lab.ui.app import create_app
+
+    options.check()
+    port = options.port or free_port(options.address)
+    password = options.password or os.environ.get(PASSWORD_ENV) or None
+    if options.exposed and not password:
+        password = secrets.token_urlsafe(12)  # never serve unauthenticated beyond this host
+    kwargs: dict[str, Any] = dict(options.extra)
+    if password:
+        kwargs.update(basic_auth=password, cookie_secret=secrets.token_urlsafe(32))
+    if options.prefix:
+        kwargs["prefix"] = options.prefix
+    if options.root_path or options.prefix:
+        kwargs["root_path"] = options.root_path or options.prefix.rstrip("/") + "/"
+    def session() -> Any:
+        return create_app(options.root, options.experiment)
+
+    server = pn.serve(
+        session,
+        port=port,
+        address=options.address,
+        websocket_origin=options.origins(port),
+        show=False,
+        start=False,
+        title="candle_lab",
+        **kwargs,
+    )
+    return server, url(options, port), password

@@ -1,0 +1,131 @@
+"""The Jupyter server extension's REST API, in a real Jupyter server (pytest-jupyter)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import model_spec
+from tornado.httpclient import HTTPClientError
+
+from candle_lab import api
+
+pytest.importorskip("jupyter_server")
+
+
+@pytest.fixture
+def jp_server_config(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("CANDLE_LAB_HOME", str(root))
+    return {"ServerApp": {"jpserver_extensions": {"candle_lab.server": True}}}
+
+
+@pytest.fixture
+def finished(client: Any, root: Path) -> api.Experiment:
+    return api.run(model_spec("sleepy", budget={"max_trials": 3}, search={"seed": 3}), client=client, root=root)
+
+
+async def _json(jp_fetch: Any, *path: str, **kwargs: Any) -> tuple[int, Any]:
+    try:
+        response = await jp_fetch("candle-lab", "api", *path, **kwargs)
+    except HTTPClientError as exc:
+        assert exc.response is not None
+        return exc.code, json.loads(exc.response.body)
+    return response.code, json.loads(response.body)
+
+
+async def test_lists_experiments_with_status_and_best(jp_fetch: Any, finished: api.Experiment) -> None:
+    code, body = await _json(jp_fetch, "experiments")
+    assert code == 200
+    [listed] = body["experiments"]
+    best = finished.best
+    assert best is not None
+    assert listed["id"] == finished.id and listed["state"] == "completed"
+    assert listed["completed"] == 3 and listed["progress"] == 1.0 and listed["max_trials"] == 3
+    assert listed["best"] == pytest.approx(best.objective)
+
+
+async def test_experiment_detail_has_spec_and_trials(jp_fetch: Any, finished: api.Experiment) -> None:
+    code, body = await _json(jp_fetch, "experiments", finished.id)
+    assert code == 200
+    assert body["spec"]["budget"]["max_trials"] == 3
+    assert sorted(t["trial_id"] for t in body["trials"]) == [0, 1, 2]
+    assert {t["state"] for t in body["trials"]} == {"completed"}
+    assert (await _json(jp_fetch, "experiments", "EXP999"))[0] == 404
+
+
+async def test_info_points_at_the_proxied_dashboard(jp_fetch: Any, jp_base_url: str, root: Path) -> None:
+    code, body = await _json(jp_fetch, "info")
+    assert code == 200
+    assert body["dashboard"] == f"{jp_base_url.rstrip('/')}/candle-lab-app/"
+    assert Path(body["root"]) == root.resolve()
+
+
+async def test_submit_runs_the_spec_and_stop_requests_reach_the_driver(jp_fetch: Any, root: Path) -> None:
+    spec = model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 0, "high": 1},
+                                       {"name": "sleep", "type": "constant", "value": 1.0}],
+                      budget={"max_trials": 20}, compute={"workers": 1})
+    code, body = await _json(jp_fetch, "experiments", method="POST", body=json.dumps(spec))
+    assert code == 201, body
+    exp = api.open_experiment(body["id"], root)
+    assert exp.spec.budget.max_trials == 20
+    await _until(lambda: (t := exp.trial(0)) is not None and t.state == "running", "trial 0 running")
+    code, _ = await _json(jp_fetch, "experiments", exp.id, "trials", "0", "stop", method="POST", body="")
+    assert code == 202
+    await _until(lambda: (t := exp.trial(0)) is not None and t.state == "stopped", "trial 0 stopped")
+    code, _ = await _json(jp_fetch, "experiments", exp.id, "stop", method="POST", body="")
+    assert code == 202
+    status = exp.wait(timeout=120)
+    assert status.state == "stopped" and status.trials < 20  # the detached driver obeyed
+
+
+async def _until(predicate: Any, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("{not json", "expected a JSON object (an experiment spec), got invalid JSON"),
+        ("[1, 2]", "body: expected a JSON object (an experiment spec), got [1, 2]"),
+        (json.dumps(model_spec("sleepy", search={"algorithm": "annealing"})), "search.algorithm"),
+        (json.dumps(model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 2, "high": 1}])),
+         "space.parameters[0]"),
+        (json.dumps(model_spec("sleepy", compute={"profile": "lab", "gpus": 3})), "compute.gpus"),
+    ],
+)
+async def test_bad_submissions_get_400_with_the_field(jp_fetch: Any, root: Path, body: str, words: str) -> None:
+    code, answer = await _json(jp_fetch, "experiments", method="POST", body=body)
+    assert code == 400
+    assert words in answer["message"]
+    assert "Traceback" not in answer["message"]
+    assert not root.exists() or not any(root.iterdir())  # nothing was created
+
+
+async def test_unknown_trial_is_404(jp_fetch: Any, finished: api.Experiment) -> None:
+    code, body = await _json(jp_fetch, "experiments", finished.id, "trials", "77", "stop", method="POST", body="")
+    assert code == 404 and "no trial 77" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", ("info",)),
+        ("GET", ("experiments",)),
+        ("POST", ("experiments",)),
+        ("GET", ("experiments", "EXP000")),
+        ("POST", ("experiments", "EXP000", "stop")),
+        ("POST", ("experiments", "EXP000", "trials", "0", "stop")),
+    ],
+)
+async def test_every_route_needs_a_token(jp_fetch: Any, method: str, path: tuple[str, ...]) -> None:
+    with pytest.raises(HTTPClientError) as denied:
+        await jp_fetch("candle-lab", "api", *path, method=method, body="{}" if method == "POST" else None,
+                       headers={"Authorization": "token wrong"})
+    assert denied.value.code == 403

@@ -1,0 +1,104 @@
+"""The JupyterLab extension in a real JupyterLab and a real headless Chromium (Debian's,
+driven by Playwright): launcher card, experiments sidebar, dashboard tabs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser import chromium, jupyterlab_server
+from conftest import REPO, model_spec
+
+from candle_lab import api
+
+pytest.importorskip("jupyterlab")
+pytest.importorskip("playwright")
+
+SHOTS = REPO / "test-artifacts" / "screenshots"
+GANTT_BARS = """() => {
+    for (const doc of (window.Bokeh ? Bokeh.documents : [])) {
+        const src = doc.get_model_by_name("gantt");
+        if (src) { const c = Object.values(src.data); return c.length ? c[0].length : 0; }
+    }
+    return -1;
+}"""
+
+
+def test_extension_is_installed_and_enabled() -> None:
+    listed = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"], capture_output=True,
+                            text=True)
+    text = listed.stdout + listed.stderr
+    assert "candle-lab-jupyterlab v0.1.0" in text and "enabled" in text and "OK" in text, text
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[api.Experiment]:
+    spec = model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 0, "high": 1},
+                                       {"name": "sleep", "type": "constant", "value": 2.0}],
+                      budget={"max_trials": 100}, compute={"workers": 1}, name="lab-running")
+    exp = api.run(spec, wait=False, root=tmp_path / "experiments")
+    yield exp
+    exp.stop()
+    exp.wait(timeout=60)
+
+
+def test_launcher_sidebar_and_dashboard_tab(running: api.Experiment, tmp_path: Path) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with jupyterlab_server(tmp_path, tmp_path / "experiments") as (url, token), chromium() as browser:
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"{url}/lab?reset&token={token}")
+        card = page.locator(".jp-LauncherCard", has_text="CANDLE Lab")
+        card.wait_for(timeout=90_000)
+        page.screenshot(path=SHOTS / "jupyterlab-launcher.png")
+
+        card.click()  # the app opens in a main-area tab, served through jupyter-server-proxy
+        app = page.frame_locator(".candle-lab-dashboard iframe").first
+        app.get_by_role("button", name="Submit experiment").wait_for(timeout=90_000)
+        page.screenshot(path=SHOTS / "jupyterlab-new-experiment.png")
+
+        page.locator(".lm-TabBar-tab[data-id='candle-lab-experiments']").click()
+        item = page.locator(f".candle-lab-experiment[data-id='{running.id}']")
+        item.wait_for(timeout=30_000)
+        _wait(lambda: item.get_attribute("data-state") == "running", 60, "the experiment running in the sidebar", page)
+        assert "lab-running" in item.inner_text()
+
+        item.click()
+        page.locator(".lm-TabBar-tab", has_text=f"CANDLE Lab: {running.id}").wait_for(timeout=30_000)
+        _wait(lambda: _gantt_bars(page, running.id) >= 1, 90, "Gantt bars in the dashboard tab", page)
+        page.screenshot(path=SHOTS / "jupyterlab-dashboard.png")
+
+
+def _gantt_bars(page: Any, exp_id: str) -> int:
+    for frame in page.frames:
+        if f"experiment={exp_id}" in frame.url:
+            try:
+                return int(frame.evaluate(GANTT_BARS))
+            except Exception:  # the frame is still loading
+                return -1
+    return -1
+
+
+def _wait(predicate: Any, timeout: float, what: str, page: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            page.screenshot(path=SHOTS / "jupyterlab-timed-out.png")
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(300)  # lets Playwright take in new frames (time.sleep would not)
+
+
+def test_rest_answers_through_jupyterlab(tmp_path: Path, running: api.Experiment) -> None:
+    import urllib.request
+
+    with jupyterlab_server(tmp_path, tmp_path / "experiments") as (url, token):
+        request = urllib.request.Request(f"{url}/candle-lab/api/experiments",
+                                         headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request) as answer:
+            listed = json.loads(answer.read())["experiments"]
+    assert [e["id"] for e in listed] == [running.id]

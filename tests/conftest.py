@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -18,12 +19,16 @@ REPO = TESTS.parent
 pytest_plugins = ["pytest_jupyter.jupyter_server"]  # jp_fetch & co. for the server extension
 
 
+def _uses_jupyter_server(request: pytest.FixtureRequest) -> bool:
+    own = {"jp_asyncio_loop", "jp_server_cleanup"}  # pytest-jupyter's autouse fixtures
+    return any(name.startswith("jp_") and name not in own for name in request.fixturenames)
+
+
 @pytest.fixture(autouse=True)
 def jp_asyncio_loop(request: pytest.FixtureRequest) -> Iterator[Any]:
     """pytest-jupyter's event loop for tests that use a Jupyter server; a private one for
     the others (taking the current loop would close the one Playwright's sync API runs)."""
-    own = {"jp_asyncio_loop", "jp_server_cleanup"}  # pytest-jupyter's autouse fixtures
-    if any(name.startswith("jp_") and name not in own for name in request.fixturenames):
+    if _uses_jupyter_server(request):
         from jupyter_core.utils import ensure_event_loop
 
         loop = ensure_event_loop(prefer_selector_loop=True)
@@ -31,6 +36,22 @@ def jp_asyncio_loop(request: pytest.FixtureRequest) -> Iterator[Any]:
         loop = asyncio.new_event_loop()
     yield loop
     loop.close()
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup(jp_asyncio_loop: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    """pytest-jupyter's server clean-up, only after tests that had a server."""
+    yield
+    if not _uses_jupyter_server(request):
+        return
+    from jupyter_server.serverapp import ServerApp
+
+    app = ServerApp.instance()
+    with contextlib.suppress(RuntimeError, SystemExit):
+        jp_asyncio_loop.run_until_complete(app._cleanup())
+    if hasattr(app, "kernel_manager"):
+        app.kernel_manager.context.destroy()
+    ServerApp.clear_instance()
 
 
 @pytest.fixture(scope="session")

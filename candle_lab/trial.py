@@ -307,7 +307,10 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     if task.attempt > 1 or (task.fn is None and task.model.get("kind") != "callable"):
         ctx.prepare_dir()  # models that use their run folder; callables get it once they last
     name = None if worker is None else str(worker.name if worker.name is not None else worker.address)
-    where = {"worker": name, "host": socket.gethostname(), "gpu": configure_resources(task, name)}
+    gpu = configure_resources(task, name)
+    if "SLURM_JOB_ID" in os.environ:  # one worker per SLURM job: the job names its Gantt lane
+        name = f"job {os.environ['SLURM_JOB_ID']}"
+    where = {"worker": name, "host": socket.gethostname(), "gpu": gpu}
     key = (task.experiment, task.trial_id)
     if worker is not None:
         _schedule_start_event(ctx, {"address": worker.address, "started": started, **where})

@@ -111,6 +111,7 @@ def test_async_experiment_on_slurm_gpu_workers(slurm: None, tmp_path: Path) -> N
     for t in exp.records():
         assert t.metrics is not None and t.metrics["gpu_count"] == 1  # exactly one GPU per trial
         gpu_of_job.setdefault(t.metrics["slurm_job"], set()).add(t.metrics["gpu_index"])
+        assert t.worker == f"job {int(t.metrics['slurm_job'])}" and t.gpu is not None  # Gantt lane: job · GPU
     assert all(len(gpus) == 1 for gpus in gpu_of_job.values())  # a worker keeps its GPU
     assert {g for gpus in gpu_of_job.values() for g in gpus} <= {0.0, 1.0}
     assert str(exp.meta()["scheduler"]).startswith("tls://")

@@ -128,8 +128,17 @@ def test_invalid_compute_request_is_flagged_before_submit(page: Any, tmp_path: P
 
 def test_served_under_a_portal_prefix(page: Any, tmp_path: Path) -> None:
     prefix = "/node/compute-1/8080"
-    with dashboard_server(tmp_path / "experiments", "--prefix", prefix, path=f"{prefix}/") as (url, _):
-        _open(page, url)  # the page, its scripts and its websocket all live under the prefix
+    password = "portal-session-secret"
+    with dashboard_server(tmp_path / "experiments", "--prefix", prefix, "--password", password,
+                          path=f"{prefix}/login") as (url, _):
+        page.goto(url)
+        page.locator("input[name=username]").fill("researcher")
+        page.locator("input[name=password]").fill(password)
+        page.locator("input[name=password]").press("Enter")
+        page.get_by_role("button", name="Submit experiment").wait_for(timeout=60_000)  # redirected inside the app
+        assert page.url.split("?")[0].endswith(f"{prefix}/")  # the page, its scripts and websocket: all under it
+        logins = {c["name"]: c["path"] for c in page.context.cookies() if c["httpOnly"]}
+        assert logins and set(logins.values()) == {f"{prefix}/"}  # other sessions' logins are safe
         page.locator(".bk-tab", has_text="Experiments").click()  # Bokeh tabs carry no ARIA role
         page.get_by_role("button", name="Compare selected").wait_for(timeout=10_000)
         page.screenshot(path=SHOTS / "prefix.png")

@@ -239,3 +239,14 @@ def test_charts_draw_what_the_monitor_reads() -> None:
     assert len(bars["trial_id"]) == 4
     on_w1 = [c for c, lane in zip(bars["colour"], bars["lane"], strict=True) if lane == "w1"]
     assert on_w1[0] != on_w1[1] and on_w1[0] == on_w1[2]  # neighbours in contrasting shades
+
+
+def test_loss_curves_show_every_epoch_even_the_first() -> None:
+    from candle_lab.ui.charts import CurvesChart
+
+    chart = CurvesChart()
+    chart.update({3: pd.DataFrame({"step": [1], "value": [0.9]}),
+                  5: pd.DataFrame({"step": [1, 2, 3], "value": [0.8, 0.5, 0.4]})}, "loss")
+    assert list(chart.source.data["trial_id"]) == [3, 5]
+    assert list(chart.points.data["trial_id"]) == [3, 5, 5, 5]  # a one-epoch trial is a visible dot
+    assert chart.figure.title.text == "loss per epoch"

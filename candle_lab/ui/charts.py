@@ -90,18 +90,29 @@ class CurvesChart:
 
     def __init__(self) -> None:
         self.source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [], "colour": []}, name="curves")
+        self.points = ColumnDataSource({"step": [], "value": [], "trial_id": [], "colour": []})
         self.figure = _figure("Loss curves", x_axis_label="epoch")
         self.figure.multi_line(xs="xs", ys="ys", line_color="colour", line_width=2, source=self.source)
-        self.figure.add_tools(HoverTool(tooltips=[("trial", "@trial_id")]))
+        dots = self.figure.scatter(x="step", y="value", color="colour", size=5, source=self.points)  # epoch 1 shows
+        self.figure.add_tools(HoverTool(renderers=[dots], tooltips=[("trial", "@trial_id"), ("epoch", "@step"),
+                                                                    ("value", "@value")]))
 
     def update(self, curves: dict[int, pd.DataFrame], metric: str) -> None:
         ids = sorted(curves)
+        colours = [Category10_10[t % 10] for t in ids]
         self.figure.title.text = f"{metric} per epoch"
         self.source.data = {
             "xs": [curves[t]["step"].to_numpy(float) for t in ids],
             "ys": [curves[t]["value"].to_numpy(float) for t in ids],
             "trial_id": ids,
-            "colour": [Category10_10[t % 10] for t in ids],
+            "colour": colours,
+        }
+        sizes = [len(curves[t]) for t in ids]
+        self.points.data = {
+            "step": np.concatenate([curves[t]["step"].to_numpy(float) for t in ids]) if ids else [],
+            "value": np.concatenate([curves[t]["value"].to_numpy(float) for t in ids]) if ids else [],
+            "trial_id": np.repeat(ids, sizes),
+            "colour": np.repeat(np.asarray(colours, dtype=object), sizes),
         }
 
 

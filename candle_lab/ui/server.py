@@ -87,6 +87,7 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
         kwargs.update(basic_auth=password, cookie_secret=secrets.token_urlsafe(32))
     if options.prefix:
         kwargs["prefix"] = options.prefix
+        kwargs["cookie_path"] = options.prefix.rstrip("/") + "/"  # sessions on one portal host keep their logins
     if options.root_path or options.prefix:
         kwargs["root_path"] = options.root_path or options.prefix.rstrip("/") + "/"
     def session() -> Any:

@@ -14,7 +14,7 @@ from candle_lab import api
 from candle_lab.clusters import resolve
 from candle_lab.errors import SpecError
 from candle_lab.gallery import gallery_models
-from candle_lab.spec import ComputeSpec, load_spec
+from candle_lab.spec import ComputeSpec, load_spec, spec_from_dict
 from candle_lab.ui.forms import SpecForm, parameters_to_rows, parse_choices, rows_to_parameters
 from candle_lab.ui.state import ExperimentBrowser, ExperimentMonitor
 
@@ -250,3 +250,19 @@ def test_loss_curves_show_every_epoch_even_the_first() -> None:
     assert list(chart.source.data["trial_id"]) == [3, 5]
     assert list(chart.points.data["trial_id"]) == [3, 5, 5, 5]  # a one-epoch trial is a visible dot
     assert chart.figure.title.text == "loss per epoch"
+
+
+def test_submitted_experiment_runs_in_its_own_process_session(root: Path) -> None:
+    import os
+
+    form = SpecForm(root=str(root))
+    form.load_spec(spec_from_dict(model_spec("sleepy", budget={"max_trials": 2})))
+    exp = form.submit()
+    assert exp is not None and form.message == f"started {exp.id}"
+    deadline = time.monotonic() + 60
+    while exp.meta().get("driver_pid") is None:
+        assert time.monotonic() < deadline, exp.meta()
+        time.sleep(0.2)
+    pid = int(exp.meta()["driver_pid"])
+    assert pid != os.getpid() and os.getsid(pid) != os.getsid(0)  # closing the app (its session) leaves it running
+    assert exp.wait(timeout=120).completed == 2

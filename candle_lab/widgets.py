@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from candle_lab.errors import CandleLabError, MissingDependency
+from candle_lab.errors import CandleLabError, MissingDependency, expected_got
 
 if TYPE_CHECKING:
     from candle_lab.api import Experiment
@@ -41,6 +41,7 @@ SECTIONS = {  # form section -> the spec fields whose problems it shows
     "Compute job": ("compute", "trial"),
 }
 WIDE = W.Layout(width="420px")
+OPTIONAL_NUMBERS = {"target": "budget.target", "seed": "search.seed"}  # form field -> spec field
 
 
 def _problems_html(lines: list[str]) -> str:
@@ -117,7 +118,7 @@ class ExperimentForm:
             widget = W.Dropdown(options=list(p.objects), value=value, description=label, **kwargs)
         elif kind == "int":
             widget = W.IntText(value=value if value is not None else 0, description=label, **kwargs)
-        elif kind == "float":  # optional numbers: blank = none
+        elif kind in ("float", "optint"):  # optional numbers: blank = none
             widget = W.Text(value="" if value is None else str(value), description=label, **kwargs)
         else:
             widget = W.Text(value=value or "", description=label, **kwargs)
@@ -127,17 +128,18 @@ class ExperimentForm:
         return widget
 
     def _to_form(self, name: str, kind: str, value: Any) -> None:
-        if self._syncing:
+        if self._syncing or (kind == "int" and value is None):
             return
-        try:
-            if kind == "float":
-                value = None if str(value).strip() == "" else float(value)
-            elif kind == "int" and value is None:
+        if kind in ("float", "optint"):  # optional numbers typed as text: blank = none
+            try:
+                value = None if str(value).strip() == "" else (float if kind == "float" else int)(value)
+            except ValueError:
+                expected = "a number" if kind == "float" else "a whole number"
+                self._check()
+                problem = (OPTIONAL_NUMBERS[name], expected_got(f"{expected} or nothing", value))
+                self.form.problems = [*self.form.problems, problem]
                 return
-            setattr(self.form, name, value)
-        except (ValueError, TypeError) as exc:
-            self.form.problems = [(name, str(exc))]
-            return
+        setattr(self.form, name, value)
         self._check()
 
     def _from_form(self, *events: Any) -> None:
@@ -146,12 +148,12 @@ class ExperimentForm:
         try:
             for event in events:
                 widget = self._widgets[event.name]
-                p = self.form.param[event.name]
                 if isinstance(widget, W.Dropdown):
-                    widget.options = list(p.objects)
-                widget.value = "" if event.new is None and isinstance(widget, W.Text) else (
-                    str(event.new) if isinstance(widget, W.Text) and not isinstance(event.new, str) else event.new
-                )
+                    widget.options = list(self.form.param[event.name].objects)
+                if isinstance(widget, W.Text):
+                    widget.value = "" if event.new is None else str(event.new)
+                else:
+                    widget.value = event.new
             for name in ("partition", "gpu_type"):  # their choices follow the profile
                 self._widgets[name].options = list(self.form.param[name].objects)
         finally:
@@ -186,7 +188,7 @@ class ExperimentForm:
         search = W.VBox([
             f("algorithm", "Algorithm", "select"), f("surrogate", "Surrogate", "select"),
             f("acquisition", "Acquisition", "select"), f("initial_points", "Initial points", "int"),
-            f("batch_size", "Batch size", "int"), f("seed", "Seed", "float"),
+            f("batch_size", "Batch size", "int"), f("seed", "Seed", "optint"),
             f("max_trials", "Max trials", "int"), f("max_time", "Max time"), f("target", "Target", "float"),
             f("metric", "Metric"), f("direction", "Direction", "select"), self._problem_boxes["Search"],
         ])

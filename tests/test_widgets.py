@@ -33,7 +33,12 @@ def test_edits_reach_the_spec_and_errors_show_inline() -> None:
     form = ExperimentForm(gallery="digits_sklearn")
     form._widgets["max_trials"].value = 7
     form._widgets["target"].value = "0.05"
-    assert (form.spec.budget.max_trials, form.spec.budget.target) == (7, 0.05)
+    form._widgets["seed"].value = "11"
+    assert (form.spec.budget.max_trials, form.spec.budget.target, form.spec.search.seed) == (7, 0.05, 11)
+    form._widgets["target"].value = "low"
+    assert "budget.target: expected a number or nothing, got &#x27;low&#x27;" in form._problem_boxes["Search"].value
+    form._widgets["target"].value = ""
+    assert form.spec.budget.target is None and form._problem_boxes["Search"].value == ""
 
     low = _row(form, "units")[2]
     low.value = "abc"

@@ -33,7 +33,10 @@ async def _json(jp_fetch: Any, *path: str, **kwargs: Any) -> tuple[int, Any]:
         response = await jp_fetch("candle-lab", "api", *path, **kwargs)
     except HTTPClientError as exc:
         assert exc.response is not None
-        return exc.code, json.loads(exc.response.body)
+        try:
+            return exc.code, json.loads(exc.response.body)
+        except json.JSONDecodeError:  # no route at all (tornado's own page)
+            return exc.code, exc.response.body.decode(errors="replace")
     return response.code, json.loads(response.body)
 
 
@@ -55,6 +58,11 @@ async def test_experiment_detail_has_spec_and_trials(jp_fetch: Any, finished: ap
     assert sorted(t["trial_id"] for t in body["trials"]) == [0, 1, 2]
     assert {t["state"] for t in body["trials"]} == {"completed"}
     assert (await _json(jp_fetch, "experiments", "EXP999"))[0] == 404
+    other_root = finished.path.parent.parent / "elsewhere"
+    elsewhere = [api.create_experiment(model_spec("sleepy"), other_root) for _ in range(2)][-1]
+    assert elsewhere.name == "EXP001"
+    assert (await _json(jp_fetch, "experiments", elsewhere.name))[0] == 404  # only ids in the server's folder
+    assert (await _json(jp_fetch, "experiments", str(elsewhere)))[0] == 404  # never a path
 
 
 async def test_info_points_at_the_proxied_dashboard(jp_fetch: Any, jp_base_url: str, root: Path) -> None:

@@ -14,15 +14,15 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from candle_lab import __version__, api
-from candle_lab.errors import CandleLabError, ExperimentNotFound, SpecError, expected_got
+from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import spec_from_dict
-from candle_lab.store import ROOT_ENV
+from candle_lab.store import DB_NAME, ROOT_ENV
 
 log = logging.getLogger(__name__)
 
 API = "candle-lab/api"
 APP = "candle-lab-app"  # the Panel app behind jupyter-server-proxy (see candle_lab.server.proxy)
-EXP = r"(?P<exp_id>[A-Za-z0-9_.-]+)"
+EXP = r"(?P<exp_id>[A-Za-z0-9_-]+)"  # an id in the experiments folder, never a path
 
 
 def _status(status: api.Status) -> dict[str, Any]:
@@ -42,11 +42,11 @@ class BaseHandler(APIHandler):
         self.answer({"message": message, "problems": [{"field": f, "message": m} for f, m in problems or []]}, status)
 
     def experiment(self, exp_id: str) -> api.Experiment | None:
-        try:
-            return api.open_experiment(exp_id, self.root)
-        except ExperimentNotFound as exc:
-            self.fail(404, str(exc))
+        path = self.root / exp_id
+        if not (path / DB_NAME).is_file():
+            self.fail(404, f"experiment: no experiment {exp_id!r} in {self.root}")
             return None
+        return api.Experiment(path)
 
 
 class InfoHandler(BaseHandler):

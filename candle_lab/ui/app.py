@@ -368,12 +368,16 @@ def create_app(root: str = "", experiment: str | None = None) -> pn.viewable.Vie
     pn.extension("tabulator", notifications=False)
     app = App(root=root)
     query = pn.state.session_args.get("experiment") if pn.state.curdoc is not None else None
-    target = experiment or (query[0].decode() if query else None)
-    if target:
-        try:
-            app.open(app.browser.path_of(target) if "/" not in target else target)
-        except CandleLabError as exc:
-            app.monitor.message = str(exc)
+    try:
+        if experiment:  # the server's option: an id or a folder
+            app.open(app.browser.path_of(experiment) if "/" not in experiment else experiment)
+        elif query:  # the URL's ?experiment=: an id in the experiments folder, never a path
+            exp_id = query[0].decode()
+            if not exp_id.replace("-", "").replace("_", "").isalnum():
+                raise CandleLabError(f"experiment: expected an experiment id like EXP003, got {exp_id!r}")
+            app.open(app.browser.path_of(exp_id))
+    except CandleLabError as exc:
+        app.monitor.message = str(exc)
     return app.panel()
 
 

@@ -280,9 +280,12 @@ class Experiment:
     @property
     def best(self) -> TrialRecord | None:
         """The best completed trial (by the spec's objective direction)."""
+        return self._best_of(self.records())
+
+    def _best_of(self, records: list[TrialRecord]) -> TrialRecord | None:
         objective = self.spec.objective
         best: TrialRecord | None = None
-        for t in self.records():
+        for t in records:
             if (
                 t.state == "completed"
                 and t.objective is not None
@@ -294,10 +297,11 @@ class Experiment:
         return best
 
     def status(self) -> Status:
-        records = self.records()
-        best = self.best
+        with self._store() as store:  # one read of the store (sidebars poll every experiment)
+            records, meta = store.trials(), store.meta()
+        best = self._best_of(records)
         counts = {s: sum(t.state == s for t in records) for s in ("completed", "failed", "running")}
-        return self.status_of(self.meta(), len(records), counts, best.objective if best else None)
+        return self.status_of(meta, len(records), counts, best.objective if best else None)
 
     def status_of(self, meta: Mapping[str, Any], trials: int, counts: Mapping[str, int], best: float | None) -> Status:
         """A status from what a caller already read (dashboards poll the store themselves)."""

@@ -145,7 +145,11 @@ class Engine:
         """Run to the end; returns why it ended (``budget``, ``target``, ``exhausted``, ``stopped``)."""
         self._restore()
         adaptive_async = self.optimizer.adaptive and not self.batch
-        proposer: Proposer = BackgroundProposer(self.optimizer) if adaptive_async else DirectProposer(self.optimizer)
+        proposer: Proposer = (
+            BackgroundProposer(self.optimizer, capacity=self.workers, on_ready=self._wake)
+            if adaptive_async
+            else DirectProposer(self.optimizer)
+        )
         self.client.subscribe_topic(TOPIC, self._on_event)
         self.store.set_meta(state="running")
         self.store.add_event("driver-start", detail={"resumed_trials": self._n.created})
@@ -308,15 +312,21 @@ class Engine:
             kind, payload = item
             if kind == "done":
                 done.append(payload)
-            else:
+            elif kind == "event":
                 self._on_message(payload)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
         proposer.tell(self._on_done(done))
+        for notice in proposer.notices():
+            self.store.add_event(notice.kind, detail=notice.detail)
         self.store.commit()
         self._notify()
+
+    def _wake(self) -> None:
+        """The proposer has proposals ready (called on its thread)."""
+        self._inbox.put(("ready", None))
 
     def _on_message(self, message: dict[str, Any]) -> None:
         trial = self._running.get(int(message["trial_id"]))

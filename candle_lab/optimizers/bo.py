@@ -9,11 +9,15 @@ adapter drives them itself instead of through ``skopt.Optimizer``, for speed:
 * the surrogate adapts to the data (``auto``): a Gaussian process while the data is
   small, where it finds optima precisely, then a small bagged extra-trees forest whose
   fit and scoring cost stays at a few tens of milliseconds at thousands of points;
-* trials still running are in the data, so parallel proposals spread out: with a GP at
-  the GP's own prediction (kriging believer), with trees as constant liars (the best
-  value so far);
-* qLCB proposes a whole batch from one fit, each point with its own exploration weight
-  drawn from an exponential distribution, as mlrMBO's qLCB does.
+* one proposal round is one surrogate fit, whatever the number of points wanted: the
+  GP's hyperparameters are refit on a schedule (warm-started), trials still running
+  enter by conditioning the fitted GP on them at its own prediction (kriging believer,
+  no refit), and the round's points are picked one after the other from that model,
+  its variance updated after each pick; trees take the running trials as constant
+  liars (the best value so far) and spread a round by passing over candidates that
+  share leaves with the points already picked;
+* qLCB gives each point of a round its own exploration weight, drawn from an
+  exponential distribution, as mlrMBO's qLCB does.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -35,7 +40,11 @@ log = logging.getLogger(__name__)
 Surrogate = Literal["auto", "GP", "RF", "ET"]
 Acquisition = Literal["LCB", "EI", "PI", "qLCB"]
 
-GP_MAX_POINTS = 150  # auto: GP while told + pending points stay below this
+GP_MAX_TOLD = 150  # auto: a GP while at most this many points are told ...
+GP_MAX_CONDITIONED = 400  # ... and told + pending stay at most this many (cost ~ N² per candidate)
+HYPER_ALWAYS = 60  # GP hyperparameters refit every round up to this many told points ...
+HYPER_GROWTH = 0.1  # ... then each time the told points grew by this share
+MIN_CANDIDATES = 250  # the cheapest proposals still score this many candidates
 TREES = 12
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
 
@@ -115,6 +124,10 @@ class BayesOptimizer:
         self._y: list[float] = []
         self._pending: dict[str, np.ndarray] = {}
         self._design = self._initial_design(initial_points)
+        self._cheap = False  # degraded: proposals could not keep up with the workers
+        self._kernel: Any = None  # the GP kernel of the last hyperparameter fit (warm start)
+        self._kernel_told = 0
+        self.fits: Counter[str] = Counter()  # surrogate fits by kind (tests, benchmarks)
 
     # ------------------------------------------------------------------ protocol
     def ask(self, n: int = 1) -> list[Proposal]:
@@ -150,10 +163,13 @@ class BayesOptimizer:
     def told(self) -> int:
         return len(self._y)
 
-    def surrogate_for(self, n_points: int) -> str:
+    def surrogate_for(self, told: int, pending: int = 0) -> str:
+        if self._cheap:
+            return "ET" if self._surrogate in ("auto", "GP") else self._surrogate
         if self._surrogate != "auto":
             return self._surrogate
-        return "GP" if n_points <= GP_MAX_POINTS and self._width <= 24 else "ET"
+        small = told <= GP_MAX_TOLD and told + pending <= GP_MAX_CONDITIONED
+        return "GP" if small and self._width <= 24 else "ET"
 
     # ------------------------------------------------------------------ encoding
     def _to_params(self, row: np.ndarray) -> dict[str, Any]:
@@ -269,119 +285,247 @@ class BayesOptimizer:
         return self._snap(rows)
 
     # ------------------------------------------------------------------ proposing
-    def _fit(self, X: np.ndarray, y: np.ndarray, kind: str) -> Any:
-        from skopt.learning import ExtraTreesRegressor, RandomForestRegressor
-        from skopt.utils import cook_estimator
-
-        seed = int(self._rng.integers(2**31))
-        if kind == "GP":
-            from skopt.space import Space
-
-            model = cook_estimator("GP", space=Space([(0.0, 1.0)] * self._width), random_state=seed, noise="gaussian")
-        else:
-            cls = ExtraTreesRegressor if kind == "ET" else RandomForestRegressor
-            max_samples = None if len(y) <= TREE_MAX_SAMPLES else TREE_MAX_SAMPLES
-            model = cls(
-                n_estimators=TREES,
-                min_samples_leaf=2 if kind == "ET" else 3,
-                bootstrap=max_samples is not None or kind == "RF",
-                random_state=seed,
-            )
-            # Bagged subsamples keep the fit cheap at thousands of points (skopt's
-            # wrappers do not take the argument; scikit-learn reads the attribute).
-            model.max_samples = max_samples
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(X, y)
-        return model
+    def degrade(self) -> str | None:
+        """Make proposals cheaper (the proposer asks when workers wait for them): a GP
+        gives way to extra trees, then fewer candidates are scored. Returns what changed,
+        or None when nothing cheaper is left."""
+        if not self._cheap and self._surrogate in ("auto", "GP"):
+            self._cheap = True
+            return "surrogate GP -> ET"
+        if self._n_candidates > MIN_CANDIDATES:
+            before = self._n_candidates
+            self._n_candidates = max(MIN_CANDIDATES, before // 2)
+            return f"candidates {before} -> {self._n_candidates}"
+        return None
 
     def _propose(self, n: int) -> list[np.ndarray]:
+        """One proposal round: one surrogate fit serves all ``n`` points."""
         if not self._y:
             return self._random_rows(n)
         X = np.array(self._X)
         y = np.array(self._y)
-        lie = float(y.min())
-        pending = list(self._pending.values())
+        pending = np.array(list(self._pending.values())) if self._pending else np.empty((0, self._width))
+        kind = self.surrogate_for(len(y), len(pending))
+        pool = self._candidates(X, y, max(self._n_candidates, 4 * n))
+        y_opt = float(y.min())
+        picker: _GPPicker | _TreePicker
+        if kind == "GP":
+            model = self._condition(self._gp(X, y), pending)
+            picker = _GPPicker(model, pool)
+            if not self._has_cat and not self._cheap:
+                first = self._rule(self._kappa)
+                starts = pool[np.argsort(picker.scores(y_opt, first))[:5]]
+                picker.extend(self._polish(model, starts, y_opt, first))
+        else:
+            liars = np.full(len(pending), y_opt)  # constant liar: the best value so far
+            model = self._fit(np.vstack([X, pending]), np.concatenate([y, liars]), kind)
+            picker = _TreePicker(model, pool)
+        seen = {row.tobytes() for row in X} | {row.tobytes() for row in pending}
+        kappas = self._rng.exponential(self._kappa, size=n) if self._acq == "qLCB" else np.full(n, self._kappa)
         chosen: list[np.ndarray] = []
-        if self._acq == "qLCB":
-            # One fit; each point with its own exploration weight (mlrMBO's qLCB).
-            model, kind = self._model_with(X, y, pending, lie)
-            kappas = self._rng.exponential(self._kappa, size=n)
-            for kappa in kappas:
-                chosen.append(self._best_candidate(model, kind, y, "LCB", {"kappa": float(kappa)}, X=X, taken=chosen))
-            return chosen
-        for _ in range(n):
-            model, kind = self._model_with(X, y, pending + chosen, lie)
-            kwargs = {"kappa": self._kappa} if self._acq == "LCB" else {"xi": self._xi}
-            chosen.append(self._best_candidate(model, kind, y, self._acq, kwargs, X=X, taken=chosen))
+        for kappa in kappas:
+            row = picker.pick(y_opt, self._rule(float(kappa)), seen)
+            if row is None:
+                row = self._uniform(1)[0]
+            seen.add(row.tobytes())
+            chosen.append(row)
         return chosen
 
-    def _model_with(self, X: np.ndarray, y: np.ndarray, liars: list[np.ndarray], lie: float) -> tuple[Any, str]:
-        """The surrogate with trials still running in the data. A GP believes its own
-        prediction there (kriging believer: the posterior narrows at pending points but
-        the fitted surface is not bent towards a made-up value); the cheap tree models
-        take the constant liar (the best value so far)."""
-        kind = self.surrogate_for(len(y) + len(liars))
-        if liars:
-            pending = np.array(liars)
-            believed = self._fit(X, y, kind).predict(pending) if kind == "GP" else np.full(len(liars), lie)
-            X = np.vstack([X, pending])
-            y = np.concatenate([y, believed])
-        return self._fit(X, y, kind), kind
+    def _rule(self, kappa: float) -> PickRule:
+        """The acquisition of one pick: qLCB is LCB with the pick's own kappa."""
+        return PickRule("LCB" if self._acq == "qLCB" else self._acq, kappa, self._xi)
 
-    def _best_candidate(
-        self,
-        model: Any,
-        kind: str,
-        y: np.ndarray,
-        acq: str,
-        kwargs: dict[str, float],
-        *,
-        X: np.ndarray,
-        taken: list[np.ndarray],
-    ) -> np.ndarray:
-        from skopt.acquisition import _gaussian_acquisition
-
-        n_local = self._n_candidates // 2
+    def _candidates(self, X: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+        """Half uniform, half perturbations of the five best points."""
+        n_local = n // 2
         top = X[np.argsort(y)[: max(1, min(5, len(y)))]]
-        cands = np.vstack([self._uniform(self._n_candidates - n_local), self._local(top, n_local)])
+        return np.vstack([self._uniform(n - n_local), self._local(top, n_local)])
+
+    def _gp(self, X: np.ndarray, y: np.ndarray) -> Any:
+        """A GP on the told points. Its hyperparameters are refit every round while the
+        data is small, then each time the told points grew by a tenth, warm-started from
+        the last fit; in between only the (cheap) Cholesky factor is recomputed."""
+        from skopt.learning import GaussianProcessRegressor
+        from skopt.space import Space
+        from skopt.utils import cook_estimator
+
+        seed = int(self._rng.integers(2**31))
+        n = len(y)
+        if self._kernel is None:
+            model = cook_estimator("GP", space=Space([(0.0, 1.0)] * self._width), random_state=seed, noise="gaussian")
+        elif n <= HYPER_ALWAYS or n >= self._kernel_told * (1 + HYPER_GROWTH):
+            model = GaussianProcessRegressor(
+                kernel=self._kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=2, random_state=seed
+            )
+        else:
+            model = GaussianProcessRegressor(kernel=self._kernel, normalize_y=True, noise="gaussian", optimizer=None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scores = _gaussian_acquisition(cands, model, y_opt=float(y.min()), acq_func=acq, acq_func_kwargs=kwargs)
-        order = np.argsort(scores)
-        if kind == "GP" and not self._has_cat:
-            polished = self._polish(model, cands[order[:5]], float(y.min()), acq, kwargs)
-            if polished is not None:
-                cands = np.vstack([polished, cands[order]])
-                order = np.arange(len(cands))
-        seen = {row.tobytes() for row in taken} | {row.tobytes() for row in X}
-        seen |= {row.tobytes() for row in self._pending.values()}
-        for i in order:
-            if cands[i].tobytes() not in seen:
-                return cands[i]
-        return self._uniform(1)[0]
+            model.fit(X, y)
+        if model.optimizer is None:
+            self.fits["GP-fixed"] += 1
+        else:
+            self.fits["GP-hyper"] += 1
+            self._kernel, self._kernel_told = _kernel_with_noise(model), n
+        return model
 
-    def _polish(
-        self, model: Any, starts: np.ndarray, y_opt: float, acq: str, kwargs: dict[str, float]
-    ) -> np.ndarray | None:
+    def _condition(self, model: Any, pending: np.ndarray) -> Any:
+        """Kriging believer without refitting: the GP with its hyperparameters kept,
+        conditioned on the pending points at its own predictions there. Its mean is the
+        same; its variance shrinks around trials still running."""
+        if not len(pending):
+            return model
+        from skopt.learning import GaussianProcessRegressor
+
+        mean, std = model.y_train_mean_, model.y_train_std_
+        believed = (model.predict(pending) - mean) / std
+        cond = GaussianProcessRegressor(kernel=self._kernel, normalize_y=False, noise="gaussian", optimizer=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cond.fit(np.vstack([model.X_train_, pending]), np.concatenate([model.y_train_, believed]))
+        cond.y_train_mean_, cond.y_train_std_ = mean, std  # predictions in the told points' units
+        self.fits["GP-condition"] += 1
+        return cond
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, kind: str) -> Any:
+        from skopt.learning import ExtraTreesRegressor, RandomForestRegressor
+
+        seed = int(self._rng.integers(2**31))
+        cls = ExtraTreesRegressor if kind == "ET" else RandomForestRegressor
+        max_samples = None if len(y) <= TREE_MAX_SAMPLES else TREE_MAX_SAMPLES
+        model = cls(
+            n_estimators=TREES,
+            min_samples_leaf=2 if kind == "ET" else 3,
+            bootstrap=max_samples is not None or kind == "RF",
+            random_state=seed,
+        )
+        # Bagged subsamples keep the fit cheap at thousands of points (skopt's
+        # wrappers do not take the argument; scikit-learn reads the attribute).
+        model.max_samples = max_samples
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X, y)
+        self.fits[kind] += 1
+        return model
+
+    def _polish(self, model: Any, starts: np.ndarray, y_opt: float, rule: PickRule) -> np.ndarray:
         """L-BFGS on the GP's acquisition from the best candidates (continuous spaces)."""
         from scipy.optimize import fmin_l_bfgs_b
         from skopt.acquisition import gaussian_acquisition_1D
 
-        best: list[tuple[float, np.ndarray]] = []
+        kwargs = {"kappa": rule.kappa} if rule.acq == "LCB" else {"xi": rule.xi}
+        found: list[tuple[float, np.ndarray]] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for x0 in starts:
                 x, f, _ = fmin_l_bfgs_b(
                     gaussian_acquisition_1D,
                     x0,
-                    args=(model, y_opt, acq, kwargs),
+                    args=(model, y_opt, rule.acq, kwargs),
                     bounds=[(0.0, 1.0)] * self._width,
                     approx_grad=False,
                     maxiter=50,
                 )
-                best.append((float(np.ravel(f)[0]), x))
-        if not best:
+                found.append((float(np.ravel(f)[0]), x))
+        found.sort(key=lambda t: t[0])
+        return self._snap(np.array([x for _, x in found]).reshape(-1, self._width))
+
+
+def _kernel_with_noise(model: Any) -> Any:
+    """The fitted kernel with its noise term restored (skopt zeroes it after a fit)."""
+    import copy
+
+    from skopt.learning.gaussian_process.kernels import Sum, WhiteKernel
+
+    kernel = copy.deepcopy(model.kernel_)
+    if isinstance(kernel, Sum) and isinstance(kernel.k2, WhiteKernel) and model.noise_ is not None:
+        kernel.k2 = WhiteKernel(noise_level=model.noise_, noise_level_bounds=kernel.k2.noise_level_bounds)
+    return kernel
+
+
+class PickRule(NamedTuple):
+    """How one point is picked: the acquisition and its parameters."""
+
+    acq: str  # "EI", "PI" or "LCB"
+    kappa: float
+    xi: float
+
+
+def acquisition(mu: np.ndarray, std: np.ndarray, y_opt: float, rule: PickRule) -> np.ndarray:
+    """Acquisition values to minimise (skopt's conventions: -EI, -PI, LCB)."""
+    if rule.acq == "LCB":
+        return mu - rule.kappa * std
+    from scipy.special import ndtr
+
+    std = np.maximum(std, 1e-12)
+    improvement = y_opt - rule.xi - mu
+    z = improvement / std
+    if rule.acq == "PI":
+        return -ndtr(z)
+    return -(improvement * ndtr(z) + std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+
+
+class _GPPicker:
+    """Picks a round's points from one conditioned GP: after each pick the posterior
+    variance over the candidates is updated as if the pick had been observed at the
+    GP's prediction (sequential kriging believer as rank-one updates, no refit)."""
+
+    def __init__(self, model: Any, pool: np.ndarray) -> None:
+        self._model = model
+        self._scale = float(np.ravel(model.y_train_std_)[0])
+        self._offset = float(np.ravel(model.y_train_mean_)[0])
+        self._noise = float(model.noise_ or 0.0)
+        self.pool = np.empty((0, pool.shape[1]))
+        self._K = self._B = np.empty((0, len(model.X_train_)))
+        self._mu = self._var = np.empty(0)
+        self._updates: list[np.ndarray] = []
+        self.extend(pool)
+
+    def extend(self, rows: np.ndarray) -> None:
+        """More candidates (before the first pick)."""
+        m = self._model
+        K = m.kernel_(rows, m.X_train_)
+        B = K @ m.K_inv_
+        self.pool = np.vstack([self.pool, rows])
+        self._K, self._B = np.vstack([self._K, K]), np.vstack([self._B, B])
+        self._mu = np.concatenate([self._mu, K @ m.alpha_ * self._scale + self._offset])
+        var = m.kernel_.diag(rows) - np.einsum("ij,ij->i", B, K)
+        self._var = np.concatenate([self._var, np.maximum(var, 0.0)])
+
+    def scores(self, y_opt: float, rule: PickRule) -> np.ndarray:
+        return acquisition(self._mu, np.sqrt(self._var) * self._scale, y_opt, rule)
+
+    def pick(self, y_opt: float, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+        for i in np.argsort(self.scores(y_opt, rule)):
+            if self.pool[i].tobytes() not in seen:
+                self._observe(int(i))
+                return self.pool[i]
+        return None
+
+    def _observe(self, i: int) -> None:
+        cov = self._model.kernel_(self.pool, self.pool[i : i + 1])[:, 0] - self._B @ self._K[i]
+        for u in self._updates:
+            cov -= u * u[i]
+        u = cov / math.sqrt(max(self._var[i] + self._noise, 1e-12))
+        self._var = np.maximum(self._var - u * u, 0.0)
+        self._updates.append(u)
+
+
+class _TreePicker:
+    """Picks a round's points from one tree ensemble: after each pick, candidates that
+    share a leaf with it in most trees are passed over, so the round spreads out."""
+
+    def __init__(self, model: Any, pool: np.ndarray) -> None:
+        self.pool = pool
+        self._mu, self._std = model.predict(pool, return_std=True)
+        self._leaves = model.apply(pool)
+        self._crowded = np.zeros(len(pool), dtype=bool)
+
+    def pick(self, y_opt: float, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+        order = np.argsort(acquisition(self._mu, self._std, y_opt, rule))
+        fresh = [i for i in order if self.pool[i].tobytes() not in seen]
+        if not fresh:
             return None
-        best.sort(key=lambda t: t[0])
-        return self._snap(np.array([x for _, x in best]))
+        i = next((j for j in fresh if not self._crowded[j]), fresh[0])
+        self._crowded |= (self._leaves == self._leaves[i]).mean(axis=1) >= 0.5
+        return self.pool[i]

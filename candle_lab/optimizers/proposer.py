@@ -1,26 +1,38 @@
 """Proposals off the dispatch path.
 
-The engine never calls an adaptive optimizer on its own loop: a
-:class:`BackgroundProposer` owns the optimizer on a thread, applies results as they
-come, and keeps a proposal ready, so that a finished trial is replaced at once.
+The engine never waits on an adaptive optimizer. A :class:`BackgroundProposer` owns the
+optimizer on a thread: it applies results as they come and proposes in rounds, one
+round for all the points wanted at that moment (one surrogate fit), plus a reserve
+sized from the measured completion rate and round time, so that a trial that ends is
+replaced at once. ``take`` hands over what is ready and never blocks; the engine is
+woken when more is ready. When workers wait for proposals for more than a small share
+of their time, the proposer makes the optimizer cheaper (``degrade``) and says so in a
+:class:`Notice` the engine records.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from candle_lab.optimizers.base import Observation, Optimizer, Proposal
 
 log = logging.getLogger(__name__)
 
+STARVED_SHARE = 0.01  # workers may wait for proposals this share of their time ...
+STARVED_WINDOW = 10.0  # ... measured over this many seconds, before proposals get cheaper
+RATE_WINDOW = 30.0  # completion rate: results told over the last this many seconds
+
 
 class Proposer(Protocol):
     def take(self, n: int) -> list[Proposal]:
-        """Up to ``n`` proposals; fewer only when the optimizer has no more."""
+        """Up to ``n`` proposals."""
         ...
 
     def tell(self, observations: Sequence[Observation]) -> None: ...
@@ -28,7 +40,19 @@ class Proposer(Protocol):
     @property
     def exhausted(self) -> bool: ...
 
+    def notices(self) -> list[Notice]:
+        """What happened that the store should record (then forgotten here)."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the proposer did or saw, for the experiment's event log."""
+
+    kind: str  # "proposer-fallback" or "proposer-slow"
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class DirectProposer:
@@ -54,40 +78,77 @@ class DirectProposer:
     def exhausted(self) -> bool:
         return self.optimizer.exhausted
 
+    def notices(self) -> list[Notice]:
+        return []
+
     def close(self) -> None:
         """Nothing runs in the background."""
 
 
-class BackgroundProposer:
-    """Runs the optimizer on its own thread and keeps ``ahead`` proposals ready."""
+class Starvation:
+    """Slot-seconds that free workers waited for proposals, over a sliding window.
 
-    def __init__(self, optimizer: Optimizer, ahead: int = 1) -> None:
+    Pure bookkeeping: ``wanted`` is called with the shortfall each time it changes."""
+
+    def __init__(self, window: float = STARVED_WINDOW) -> None:
+        self.window = window
+        self._shortfall = 0
+        self._since = 0.0
+        self._spans: deque[tuple[float, float]] = deque()  # (end time, slot-seconds)
+
+    def wanted(self, shortfall: int, now: float) -> None:
+        if self._shortfall:
+            self._spans.append((now, self._shortfall * (now - self._since)))
+        self._shortfall, self._since = max(0, shortfall), now
+
+    def share(self, slots: int, now: float) -> float:
+        """Waited slot-seconds over the window, as a share of ``slots`` × window."""
+        while self._spans and self._spans[0][0] < now - self.window:
+            self._spans.popleft()
+        waited = sum(s for _, s in self._spans) + self._shortfall * (now - self._since)
+        return waited / (max(1, slots) * self.window)
+
+
+class BackgroundProposer:
+    """Runs the optimizer on its own thread; ``take`` returns what is ready, at once."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        capacity: int = 1,
+        on_ready: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.optimizer = optimizer
-        self.ahead = max(1, ahead)
-        self.ask_seconds: list[float] = []
+        self.capacity = max(1, capacity)
+        self.on_ready = on_ready
+        self.clock = clock
+        self.ask_seconds: list[float] = []  # seconds of each proposal round
+        self.round_sizes: list[int] = []
         self._ready: list[Proposal] = []
         self._told: list[Observation] = []
-        self._wanted = 0
+        self._told_at: deque[tuple[float, int]] = deque()
+        self._wanted = 0  # proposals the engine asked for and did not get
+        self._round_seconds = 0.0  # moving average
+        self._starved = Starvation()
+        self._slow_said = -math.inf
+        self._notices: list[Notice] = []
+        self.optimizer_told = False  # a first result has arrived
         self._closed = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="candle-lab-proposer", daemon=True)
         self._thread.start()
 
+    # ------------------------------------------------------------------ engine side
     def take(self, n: int) -> list[Proposal]:
-        if n <= 0:
-            return []
         with self._cond:
-            self._wanted = max(self._wanted, n)
-            self._cond.notify_all()
-            while len(self._ready) < n and not self._closed and self._error is None:
-                if self.optimizer.exhausted and not self._told:
-                    break
-                self._cond.wait(0.5)
             if self._error is not None:
                 raise RuntimeError("the optimizer failed") from self._error
+            n = max(0, n)
             out, self._ready = self._ready[:n], self._ready[n:]
-            self._wanted = 0
+            self._wanted = n - len(out)
+            self._starved.wanted(self._wanted, self.clock())
             self._cond.notify_all()
             return out
 
@@ -96,12 +157,19 @@ class BackgroundProposer:
             return
         with self._cond:
             self._told.extend(observations)
+            self.optimizer_told = True
+            self._told_at.append((self.clock(), len(observations)))
             self._cond.notify_all()
 
     @property
     def exhausted(self) -> bool:
         with self._cond:
-            return self.optimizer.exhausted and not self._ready
+            return self.optimizer.exhausted and not self._ready and not self._told
+
+    def notices(self) -> list[Notice]:
+        with self._cond:
+            out, self._notices = self._notices, []
+            return out
 
     def close(self) -> None:
         with self._cond:
@@ -109,28 +177,82 @@ class BackgroundProposer:
             self._cond.notify_all()
         self._thread.join(timeout=30)
 
+    # ------------------------------------------------------------------ decisions
+    def completion_rate(self, now: float) -> float:
+        """Results told per second over the recent window."""
+        while self._told_at and self._told_at[0][0] < now - RATE_WINDOW:
+            self._told_at.popleft()
+        if not self._told_at:
+            return 0.0
+        span = max(now - self._told_at[0][0], 1.0)
+        return sum(k for _, k in self._told_at) / span
+
+    def reserve(self, now: float) -> int:
+        """Proposals kept ready beyond what is wanted: the trials expected to end while
+        one round runs, so that none of them waits for the next round."""
+        return min(self.capacity, math.ceil(self.completion_rate(now) * self._round_seconds * 1.5))
+
+    def _need(self, now: float) -> int:
+        return max(self._wanted, 1 if not self._ready else 0) + self.reserve(now) - len(self._ready)
+
+    # ------------------------------------------------------------------ thread
     def _loop(self) -> None:
         try:
             while True:
                 with self._cond:
-                    while not self._closed and not self._told and len(self._ready) >= max(self.ahead, self._wanted):
-                        self._cond.wait()
+                    while not self._closed and not self._told and self._need(self.clock()) <= 0:
+                        self._cond.wait(1.0)
                     if self._closed:
                         return
                     told, self._told = self._told, []
-                    need = max(self.ahead, self._wanted) - len(self._ready)
+                    need = self._need(self.clock())
                 if told:
                     self.optimizer.tell(told)
                 if need > 0 and not self.optimizer.exhausted:
-                    start = time.perf_counter()
-                    fresh = self.optimizer.ask(need)
-                    self.ask_seconds.append(time.perf_counter() - start)
-                    with self._cond:
-                        self._ready.extend(fresh)
-                        self._cond.notify_all()
+                    self._round(need)
         except BaseException as exc:  # surfaced to the engine by take()
             log.exception("optimizer thread failed")
             with self._cond:
                 self._error = exc
                 self._cond.notify_all()
+            if self.on_ready is not None:
+                self.on_ready()
 
+    def _round(self, need: int) -> None:
+        start = time.perf_counter()
+        fresh = self.optimizer.ask(need)
+        seconds = time.perf_counter() - start
+        self.ask_seconds.append(seconds)
+        self.round_sizes.append(len(fresh))
+        with self._cond:
+            self._round_seconds = seconds if not self._round_seconds else 0.7 * self._round_seconds + 0.3 * seconds
+            self._ready.extend(fresh)
+            wanted = self._wanted
+            self._check_starvation(seconds, len(fresh))
+            self._cond.notify_all()
+        if wanted and self.on_ready is not None:
+            self.on_ready()
+
+    def _check_starvation(self, seconds: float, made: int) -> None:
+        if not self.optimizer_told:
+            return  # the first round (initial design) is the ramp-up, not a shortfall
+        now = self.clock()
+        share = self._starved.share(self.capacity, now)
+        if share <= STARVED_SHARE:
+            return
+        detail = {
+            "idle_share": round(share, 4),
+            "completions_per_s": round(self.completion_rate(now), 3),
+            "proposals_per_s": round(made / seconds, 3) if seconds > 0 else None,
+            "round_seconds": round(seconds, 4),
+        }
+        degrade = getattr(self.optimizer, "degrade", None)
+        change = degrade() if degrade is not None else None
+        if change is not None:
+            log.warning("proposals cannot keep up with the workers (%s); falling back: %s", detail, change)
+            self._notices.append(Notice("proposer-fallback", {**detail, "change": change}))
+            self._starved = Starvation()
+        elif now - self._slow_said > 60.0:
+            log.warning("proposals cannot keep up with the workers (%s); nothing cheaper is left", detail)
+            self._notices.append(Notice("proposer-slow", detail))
+            self._slow_said = now

@@ -64,9 +64,16 @@ def _fill(exp_dir: Path, n: int, workers: int, seed: int = 0) -> None:
             free[lane] = start + duration
             store.add_trial(trial_id, f"RUN{trial_id:06d}", {"x": rng.random()}, queued=start)
             state = "failed" if rng.random() < 0.02 else "completed"
-            store.finish_trial(trial_id, state, objective=rng.random() if state == "completed" else None,
-                               worker=f"tcp://10.0.0.{lane // 8}:{40000 + lane}", host=f"cn{lane // 8:03d}",
-                               gpu=str(lane % 8), started=start, ended=free[lane])
+            store.finish_trial(
+                trial_id,
+                state,
+                objective=rng.random() if state == "completed" else None,
+                worker=f"tcp://10.0.0.{lane // 8}:{40000 + lane}",
+                host=f"cn{lane // 8:03d}",
+                gpu=str(lane % 8),
+                started=start,
+                ended=free[lane],
+            )
         store.set_meta(state="completed")
         store.commit()
 
@@ -151,22 +158,35 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     gantt_s = opened["server_s"] + opened["draw_s"]
     worst = max(latency)
     rows: list[dict[str, Any]] = [
-        {"figure": f"update latency, store write → bar on screen (median of {rounds})",
-         "seconds": statistics.median(latency), "target": TARGET_LATENCY_S},
-        {"figure": f"update latency, worst of {rounds}", "seconds": worst, "target": TARGET_LATENCY_S,
-         "pass": worst <= TARGET_LATENCY_S},
+        {
+            "figure": f"update latency, store write → bar on screen (median of {rounds})",
+            "seconds": statistics.median(latency),
+            "target": TARGET_LATENCY_S,
+        },
+        {
+            "figure": f"update latency, worst of {rounds}",
+            "seconds": worst,
+            "target": TARGET_LATENCY_S,
+            "pass": worst <= TARGET_LATENCY_S,
+        },
         {"figure": f"Gantt of {n} trials: rows built and charted (server)", "seconds": opened["server_s"]},
         {"figure": f"Gantt of {n} trials: drawn in Chromium", "seconds": opened["draw_s"]},
-        {"figure": f"Gantt of {n} trials: total", "seconds": gantt_s, "target": TARGET_GANTT_S,
-         "pass": gantt_s <= TARGET_GANTT_S},
+        {
+            "figure": f"Gantt of {n} trials: total",
+            "seconds": gantt_s,
+            "target": TARGET_GANTT_S,
+            "pass": gantt_s <= TARGET_GANTT_S,
+        },
         {"figure": "open dashboard page, 1-trial experiment", "seconds": opened["page_empty_s"]},
         {"figure": f"open dashboard page, {n}-trial experiment", "seconds": opened["page_full_s"]},
     ]
     table(
         "6. live dashboard in headless Chromium",
         ["figure", "seconds", "target", "result"],
-        [[r["figure"], r["seconds"], r.get("target"), ("PASS" if r["pass"] else "FAIL") if "pass" in r else None]
-         for r in rows],
+        [
+            [r["figure"], r["seconds"], r.get("target"), ("PASS" if r["pass"] else "FAIL") if "pass" in r else None]
+            for r in rows
+        ],
     )
     return rows
 

@@ -62,10 +62,22 @@ def test_batch_rounds_wait_for_each_other(client: Any, root: Path) -> None:
     )
     exp = run(spec, client, root)
     trials = exp.trials
-    assert list(trials.groupby("round").size()) == [4, 3, 3]
+    assert list(trials.groupby("round").size()) == [4, 3, 3]  # the initial design, then rounds of 3
     for r in (1, 2):
         previous, current = trials[trials["round"] == r - 1], trials[trials["round"] == r]
         assert current["queued"].min() >= previous["ended"].max()
+
+
+def test_batch_first_round_fills_every_worker(client: Any, root: Path) -> None:
+    """A design smaller than the batch does not leave workers idle in round 0."""
+    spec = model_spec(
+        "sleepy",
+        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.1}],
+        search={"algorithm": "batch-bo", "initial_points": 2, "batch_size": 4},
+        budget={"max_trials": 8},
+    )
+    trials = run(spec, client, root).trials
+    assert list(trials.groupby("round").size()) == [4, 4]
 
 
 def test_failing_trial_is_retried_then_completes(client: Any, root: Path) -> None:

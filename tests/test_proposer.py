@@ -152,13 +152,13 @@ def test_reserve_grows_with_the_completion_rate() -> None:
     now = [100.0]
     proposer = BackgroundProposer(SlowOptimizer(0.0), capacity=64, clock=lambda: now[0])
     try:
-        proposer._round_seconds = 0.5
+        proposer._recent_rounds.extend([0.1, 0.5, 0.2])  # the slowest recent round counts
         assert proposer.reserve(now[0]) == 0
         for _ in range(20):  # 20 results a second for 5 s
             now[0] += 0.05
             proposer.tell([Observation({"x": 0}, 1.0)])
-        assert proposer.reserve(now[0]) == 15  # ceil(20/s x 0.5 s x 1.5)
-        proposer._round_seconds = 100.0
+        assert proposer.reserve(now[0]) == 20  # 20/s x 0.5 s x 2
+        proposer._recent_rounds.append(100.0)
         assert proposer.reserve(now[0]) == 64  # never more than the workers
     finally:
         proposer.close()

@@ -503,10 +503,14 @@ class _GPPicker:
         return None
 
     def _observe(self, i: int) -> None:
+        if self._var[i] <= 1e-12:
+            return  # a point the model already knows: observing it changes nothing
         cov = self._model.kernel_(self.pool, self.pool[i : i + 1])[:, 0] - self._B @ self._K[i]
         for u in self._updates:
             cov -= u * u[i]
-        u = cov / math.sqrt(max(self._var[i] + self._noise, 1e-12))
+        # |cov| <= sqrt(var_c * var_i) holds exactly; clipping keeps round-off from growing
+        limit = np.sqrt(self._var)
+        u = np.clip(cov / math.sqrt(self._var[i] + self._noise), -limit, limit)
         self._var = np.maximum(self._var - u * u, 0.0)
         self._updates.append(u)
 
@@ -519,13 +523,19 @@ class _TreePicker:
         self.pool = pool
         self._mu, self._std = model.predict(pool, return_std=True)
         self._leaves = model.apply(pool)
+        self._keys = [row.tobytes() for row in pool]
         self._crowded = np.zeros(len(pool), dtype=bool)
 
     def pick(self, y_opt: float, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
-        order = np.argsort(acquisition(self._mu, self._std, y_opt, rule))
-        fresh = [i for i in order if self.pool[i].tobytes() not in seen]
-        if not fresh:
+        first: int | None = None
+        for j in np.argsort(acquisition(self._mu, self._std, y_opt, rule)):
+            if self._keys[j] in seen:
+                continue
+            first = int(j) if first is None else first
+            if not self._crowded[j]:
+                first = int(j)
+                break
+        if first is None:
             return None
-        i = next((j for j in fresh if not self._crowded[j]), fresh[0])
-        self._crowded |= (self._leaves == self._leaves[i]).mean(axis=1) >= 0.5
-        return self.pool[i]
+        self._crowded |= (self._leaves == self._leaves[first]).mean(axis=1) >= 0.5
+        return self.pool[first]

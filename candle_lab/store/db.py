@@ -226,13 +226,24 @@ class Store:
             ),
         )
 
-    def trials(self, states: Iterable[str] | None = None) -> list[TrialRecord]:
+    def trials(
+        self, states: Iterable[str] | None = None, *, newer_than: int | None = None, ids: Sequence[int] = ()
+    ) -> list[TrialRecord]:
+        """Trials by id; ``states`` keeps those states only; ``newer_than`` keeps the trials
+        with a larger id and those in ``ids`` (what a poller has not seen final yet)."""
         query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials"
-        args: Sequence[Any] = ()
+        args: list[Any] = []
         if states is not None:
             wanted = list(states)
             query += f" WHERE state IN ({', '.join('?' * len(wanted))})"
             args = wanted
+        elif newer_than is not None:
+            query += " WHERE trial_id > ?"
+            args = [newer_than]
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                query += f" OR trial_id IN ({', '.join('?' * len(chunk))})"
+                args += chunk
         rows = self._db.execute(query + " ORDER BY trial_id", args).fetchall()
         out = []
         for row in rows:
@@ -267,11 +278,12 @@ class Store:
         return [(t, k, i, json.loads(d) if d else None) for t, k, i, d in rows]
 
     # ------------------------------------------------------------------ data frames
-    def trials_frame(self) -> pd.DataFrame:
-        """One row per trial: ids, state, objective, times, worker, and one column per parameter."""
+    def trials_frame(self, *, newer_than: int | None = None, ids: Sequence[int] = ()) -> pd.DataFrame:
+        """One row per trial: ids, state, objective, times, worker, and one column per
+        parameter (``newer_than``, ``ids``: as in :meth:`trials`)."""
         import pandas as pd
 
-        records = self.trials()
+        records = self.trials(newer_than=newer_than, ids=ids)
         rows = []
         for t in records:
             row = {c: getattr(t, c) for c in TRIAL_COLUMNS if c not in ("params", "metrics")}

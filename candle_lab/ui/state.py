@@ -19,7 +19,7 @@ import param
 from candle_lab import api, monitor
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec
-from candle_lab.store import DB_NAME, Store, experiments_root
+from candle_lab.store import DB_NAME, FINAL_STATES, Store, experiments_root
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class ExperimentMonitor(param.Parameterized):
         with param.parameterized.batch_call_watchers(self):
             self.param.update(
                 path=str(exp.path),
+                trials=pd.DataFrame(),
                 metrics=pd.DataFrame(),
                 metric=self.metric or self.spec.objective.metric,
                 message="",
@@ -85,7 +86,7 @@ class ExperimentMonitor(param.Parameterized):
                 self.version += 1  # running bars reach "now"
             return False
         self._data_version = version
-        trials = self._store.trials_frame()
+        trials = self._read_trials()
         new = self._store.metrics_frame(after=self._metrics_row)
         metrics = self.metrics
         if not new.empty:
@@ -102,6 +103,21 @@ class ExperimentMonitor(param.Parameterized):
                 self.metric = self._curve_metric()
             self.version += 1
         return True
+
+    def _read_trials(self) -> pd.DataFrame:
+        """The trials, reading only what may have changed: new trials and those not yet in
+        a final state (a final state never changes), so a poll stays cheap at 100k trials."""
+        assert self._store is not None
+        old = self.trials
+        if old.empty or "trial_id" not in old:
+            return self._store.trials_frame()
+        open_ids = old.loc[~old["state"].isin(FINAL_STATES), "trial_id"].astype(int).tolist()
+        fresh = self._store.trials_frame(newer_than=int(old["trial_id"].max()), ids=open_ids)
+        if fresh.empty:
+            return old
+        kept = old[~old["trial_id"].isin(fresh["trial_id"])]
+        merged = pd.concat([kept, fresh], ignore_index=True).sort_values("trial_id", ignore_index=True)
+        return merged.infer_objects()
 
     def _curve_metric(self) -> str:
         """Keep the chosen metric while trials report it; else the objective's, else a loss."""

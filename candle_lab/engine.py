@@ -227,7 +227,7 @@ class Engine:
     def _dispatch(self, proposer: Proposer) -> None:
         """Submit re-runs and new trials, all in one scheduler update."""
         batch: list[_Trial] = []
-        while self._n.reruns and (self.batch or len(self._running) + len(batch) < self._capacity(proposer)):
+        while self._n.reruns and (self.batch or len(self._running) + len(batch) < self._capacity()):
             batch.append(self._n.reruns.pop(0))
         if self.batch:
             if not self._running and not batch and self._room() > 0:
@@ -237,19 +237,16 @@ class Engine:
                 batch += self._new_trials(proposer, min(want, self._room()), round=self._n.rounds)
                 self._n.rounds += 1
         else:
-            free = self._capacity(proposer) - len(self._running) - len(batch)
+            free = self._capacity() - len(self._running) - len(batch)
             if free >= self._refill_at() and self._room() > 0:
                 batch += self._new_trials(proposer, min(free, self._room()), round=None)
         self._submit(batch)
 
-    def _capacity(self, proposer: Proposer) -> int:
-        """Trials submitted at once. Adaptive searches propose at the last moment: one
-        per worker, plus the few that end while a finished trial is being replaced
-        (none when trials are long); the others keep a queue on the scheduler so that
-        no worker waits for the driver, refilled in chunks to keep scheduler updates few."""
-        if self.optimizer.adaptive:
-            return self.workers + proposer.queue_ahead()
-        return self.workers + max(self.workers, QUEUE_AHEAD)
+    def _capacity(self) -> int:
+        """Trials submitted at once. Adaptive searches propose at the last moment (one
+        per worker); the others keep a queue on the scheduler so that no worker waits
+        for the driver, refilled in chunks to keep scheduler updates few."""
+        return self.workers if self.optimizer.adaptive else self.workers + max(self.workers, QUEUE_AHEAD)
 
     def _refill_at(self) -> int:
         return 1 if self.optimizer.adaptive else max(1, min(self.workers, QUEUE_AHEAD) // 2)

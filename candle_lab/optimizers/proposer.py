@@ -4,10 +4,8 @@ The engine never waits on an adaptive optimizer. A :class:`BackgroundProposer` o
 optimizer on a thread: it applies results as they come and proposes in rounds, one
 round for all the points wanted at that moment (one surrogate fit), plus a reserve
 sized from the measured completion rate and round time, so that a trial that ends is
-replaced at once. Where trials end many times a second, a few are also queued on the
-scheduler (``queue_ahead``), so that no worker waits for the driver's round trip.
-``take`` hands over what is ready and never blocks; the engine is woken when more is
-ready. When workers wait for proposals for more than a small share
+replaced at once. ``take`` hands over what is ready and never blocks; the engine is
+woken when more is ready. When workers wait for proposals for more than a small share
 of their time, the proposer makes the optimizer cheaper (``degrade``) and says so in a
 :class:`Notice` the engine records.
 """
@@ -30,7 +28,6 @@ log = logging.getLogger(__name__)
 STARVED_SHARE = 0.01  # workers may wait for proposals this share of their time ...
 STARVED_WINDOW = 10.0  # ... measured over this many seconds, before proposals get cheaper
 RATE_WINDOW = 30.0  # completion rate: results told over the last this many seconds
-DISPATCH_SECONDS = 0.25  # a finished trial is replaced on its worker within about this long
 RECENT_ROUNDS = 5  # the reserve covers the slowest of the last rounds ...
 RESERVE_MARGIN = 2.0  # ... this many times over
 
@@ -47,10 +44,6 @@ class Proposer(Protocol):
 
     def notices(self) -> list[Notice]:
         """What happened that the store should record (then forgotten here)."""
-        ...
-
-    def queue_ahead(self) -> int:
-        """Trials worth queuing on the scheduler beyond the workers."""
         ...
 
     def close(self) -> None: ...
@@ -89,9 +82,6 @@ class DirectProposer:
 
     def notices(self) -> list[Notice]:
         return []
-
-    def queue_ahead(self) -> int:
-        return 0
 
     def close(self) -> None:
         """Nothing runs in the background."""
@@ -209,14 +199,6 @@ class BackgroundProposer:
         one round runs, so that none of them waits for the next round."""
         expected = self.completion_rate(now) * self.round_seconds * RESERVE_MARGIN
         return min(self.capacity, math.ceil(expected))
-
-    def queue_ahead(self) -> int:
-        """Trials that end while one is being replaced (result fetched, told, the next
-        submitted): queued on the scheduler, their workers never wait for the driver.
-        None while trials are long, where a fresher proposal is worth more."""
-        with self._cond:
-            expected = self.completion_rate(self.clock()) * DISPATCH_SECONDS
-        return min(self.capacity, math.ceil(expected)) if expected >= 0.05 else 0
 
     def _need(self, now: float) -> int:
         return max(self._wanted, 1 if not self._ready else 0) + self.reserve(now) - len(self._ready)

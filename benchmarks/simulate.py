@@ -63,16 +63,10 @@ def simulate_async(
     warmup: float = WARMUP,
 ) -> float:
     rng = np.random.default_rng(seed)
-    intervals: list[tuple[float, float]] = []
     free_at = 0.0  # when the optimizer finishes its current proposal
     ready = 0.0 if ahead else None  # time the prepared proposal became available
     told = 0
-    events: list[float] = []
-    # initial design: every worker starts at 0 with an initial point
-    for _ in range(workers):
-        end = float(rng.lognormal(np.log(median), SIGMA))
-        heapq.heappush(events, end)
-        intervals.append((0.0, end))
+    events, intervals = _first_wave(rng, workers, median)  # the initial design on every worker
     while events:
         t = heapq.heappop(events)
         if t >= horizon:
@@ -94,6 +88,14 @@ def simulate_async(
     return 1.0 - _busy_in_window(intervals, warmup, horizon) / (workers * (horizon - warmup))
 
 
+def _first_wave(rng: np.random.Generator, workers: int, median: float) -> tuple[list[float], list[tuple[float, float]]]:
+    """Every worker starts a trial at 0: the end times (a heap) and the intervals."""
+    ends = [float(rng.lognormal(np.log(median), SIGMA)) for _ in range(workers)]
+    intervals = [(0.0, end) for end in ends]
+    heapq.heapify(ends)
+    return ends, intervals
+
+
 def simulate_rounds(
     workers: int,
     cost: Callable[[int], float],
@@ -106,12 +108,7 @@ def simulate_rounds(
     """The engine's proposer as it is now: when the optimizer is free, one round (one fit,
     at the measured cost) serves every worker that finished meanwhile."""
     rng = np.random.default_rng(seed)
-    intervals: list[tuple[float, float]] = []
-    events: list[float] = []
-    for _ in range(workers):
-        end = float(rng.lognormal(np.log(median), SIGMA))
-        heapq.heappush(events, end)
-        intervals.append((0.0, end))
+    events, intervals = _first_wave(rng, workers, median)
     free, told = 0.0, 0
     while events and events[0] < horizon:
         start = max(events[0], free)

@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from candle_lab.optimizers import (
     Proposer,
     make_optimizer,
 )
+from candle_lab.placement import Turnaround, placements, slots
 from candle_lab.spec import ExperimentSpec
 from candle_lab.stopping import make_rule
 from candle_lab.store import REQUESTS, Store, default_run_id, run_dir_name
@@ -55,6 +57,7 @@ STOP_GRACE_SECONDS = 10.0  # a trial asked to stop gets this long to end at an e
 BEST_DIR = "best"
 COALESCE_SECONDS = 0.0
 QUEUE_AHEAD = 16  # non-adaptive searches: trials queued on the scheduler beyond the workers
+SLOTS_SECONDS = 5.0  # placing trials: how often the workers' list is read again
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class _Trial:
     stop_deadline: float | None = None  # asked to stop: killed if still running then
     restarts: int = 0  # times dask re-ran this attempt elsewhere after its worker left
     stop_reason: str | None = None
+    target: str | None = None  # the worker it was submitted to, when the engine places trials
 
 
 @dataclass
@@ -139,6 +143,9 @@ class Engine:
         self._model = spec.model.model_dump(mode="json")
         t = spec.trial
         self._rule = make_rule(t.early_stop, t.grace_epochs, t.min_trials, t.eta)
+        self._turnaround = Turnaround()
+        self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
+        self._slots_read = 0.0
 
     # ------------------------------------------------------------------ public
     def run(self) -> str:
@@ -226,21 +233,51 @@ class Engine:
 
     def _dispatch(self, proposer: Proposer) -> None:
         """Submit re-runs and new trials, all in one scheduler update."""
-        batch: list[_Trial] = []
-        while self._n.reruns and (self.batch or len(self._running) + len(batch) < self._capacity()):
-            batch.append(self._n.reruns.pop(0))
         if self.batch:
+            batch, self._n.reruns = self._n.reruns, []
             if not self._running and not batch and self._room() > 0:
                 want = self.spec.search.batch_size or self.workers
                 if self._n.rounds == 0:  # the initial design, on every worker the round has
                     want = max(want, self.spec.search.initial_points)
                 batch += self._new_trials(proposer, min(want, self._room()), round=self._n.rounds)
                 self._n.rounds += 1
-        else:
-            free = self._capacity() - len(self._running) - len(batch)
-            if free >= self._refill_at() and self._room() > 0:
-                batch += self._new_trials(proposer, min(free, self._room()), round=None)
+            self._submit(batch)
+            return
+        targets = self._targets()
+        batch = self._n.reruns[: len(targets)]
+        del self._n.reruns[: len(batch)]
+        fresh = len(targets) - len(batch)
+        if fresh >= self._refill_at() and self._room() > 0:
+            batch += self._new_trials(proposer, min(fresh, self._room()), round=None)
+        for trial, target in zip(batch, targets, strict=False):
+            trial.target = target
         self._submit(batch)
+
+    def _targets(self) -> list[str | None]:
+        """One entry per trial that may be submitted now: the worker it goes to, or None
+        where dask chooses. Adaptive searches are placed by the engine, one trial queued
+        on each worker, once the measured round trip costs the workers time."""
+        if not self._placing():
+            return [None] * max(0, self._capacity() - len(self._running))
+        where = [t.address or t.target for t in self._running.values()]
+        unplaced = where.count(None)
+        in_flight = Counter(a for a in where if a is not None)
+        return list(placements(self._slots, in_flight, unplaced, self._room() + len(self._n.reruns)))
+
+    def _placing(self) -> bool:
+        if not self.optimizer.adaptive or not self._turnaround.queue_ahead:
+            return False
+        now = time.monotonic()
+        if not self._slots or now - self._slots_read > SLOTS_SECONDS:  # workers come and go
+            first = not self._slots
+            self._slots_read = now
+            with contextlib.suppress(Exception):
+                self._slots = slots(self.client.scheduler_info()["workers"], self.resources)
+            if first and self._slots:
+                detail = {**self._turnaround.figures(), "workers": len(self._slots)}
+                log.info("queueing one trial ahead on each worker (%s)", detail)
+                self.store.add_event("queue-ahead", detail=detail)
+        return bool(self._slots)
 
     def _capacity(self) -> int:
         """Trials submitted at once. Adaptive searches propose at the last moment (one
@@ -286,9 +323,24 @@ class Engine:
             for t in trials
         ]
         keys = [f"{self.key}-trial{t.trial_id}-a{t.attempt}" for t in trials]
-        futures = self.client.map(run_trial, tasks, key=keys, pure=False, resources=self.resources)
+        groups: dict[str | None, list[int]] = {}
+        for i, t in enumerate(trials):
+            groups.setdefault(t.target, []).append(i)
+        futures: list[Any] = [None] * len(trials)
+        for target, index in groups.items():  # placed trials may still move if their worker leaves
+            where = {"workers": [target], "allow_other_workers": True} if target else {}
+            mapped = self.client.map(
+                run_trial,
+                [tasks[i] for i in index],
+                key=[keys[i] for i in index],
+                pure=False,
+                resources=self.resources,
+                **where,
+            )
+            for i, future in zip(index, mapped, strict=True):
+                futures[i] = future
         for trial, future in zip(trials, futures, strict=True):
-            trial.started = None
+            trial.started = trial.address = None
             trial.stop_deadline = trial.stop_reason = None
             trial.future = future
             self._running[trial.trial_id] = trial
@@ -343,6 +395,7 @@ class Engine:
                 self.store.add_event("rescheduled", trial.trial_id, {"from": trial.worker, "to": message.get("worker")})
             trial.started = started
             trial.address = message.get("address")
+            self._turnaround.started(trial.address, started)
             trial.worker = message.get("worker")
             self.store.mark_running(
                 trial.trial_id,
@@ -379,6 +432,7 @@ class Engine:
                 continue
             del self._running[trial.trial_id]
             future.release()
+            self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
             if trial.restarts:
                 outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
             if outcome.reason in RETRYABLE and outcome.attempt <= self.spec.trial.retries and self._stopping is None:

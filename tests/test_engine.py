@@ -213,3 +213,26 @@ def exp_events(exp: candle_lab.Experiment) -> list[tuple[float, str, int | None,
 
     with Store(exp.path / "experiment.db", readonly=True) as store:
         return store.events()
+
+
+def test_short_trials_are_queued_one_ahead_on_each_worker(client: Any, root: Path) -> None:
+    """0.3-s trials: the driver's round trip costs the workers time, so once it is measured
+    the engine keeps one trial queued on each worker; a worker never runs two at once and a
+    freed slot starts its queued trial without waiting for the driver."""
+    spec = model_spec(
+        "sleepy",
+        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.3}],
+        search={"algorithm": "async-bo", "initial_points": 60},
+        budget={"max_trials": 60},
+    )
+    exp = run(spec, client, root)
+    trials = exp.trials
+    assert (trials["state"] == "completed").all() and len(trials) == 60
+    (event,) = [e for e in exp_events(exp) if e[1] == "queue-ahead"]
+    assert event[3]["workers"] == 2 and event[3]["median_wait_s"] > 0.002 * event[3]["median_trial_s"]
+    assert monitor.running_over_time(trials)["running"].max() <= 2
+    waits: dict[bool, list[float]] = {False: [], True: []}
+    for _, ran in trials.sort_values("started").groupby("worker"):
+        for (_, before), (_, after) in itertools.pairwise(ran.iterrows()):
+            waits[bool(after["started"] > event[0])].append(float(after["started"] - before["ended"]))
+    assert waits[True] and sorted(waits[True])[len(waits[True]) // 2] < sorted(waits[False])[len(waits[False]) // 2]

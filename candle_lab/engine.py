@@ -145,7 +145,8 @@ class Engine:
         self._rule = make_rule(t.early_stop, t.grace_epochs, t.min_trials, t.eta)
         self._turnaround = Turnaround()
         self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
-        self._slots_read = 0.0
+        self._slots_read = -math.inf
+        self._placed = False  # the queue-ahead event is stored once
 
     # ------------------------------------------------------------------ public
     def run(self) -> str:
@@ -268,12 +269,12 @@ class Engine:
         if not self.optimizer.adaptive or not self._turnaround.queue_ahead:
             return False
         now = time.monotonic()
-        if not self._slots or now - self._slots_read > SLOTS_SECONDS:  # workers come and go
-            first = not self._slots
+        if now - self._slots_read > SLOTS_SECONDS:  # workers come and go: read their list now and then
             self._slots_read = now
             with contextlib.suppress(Exception):
                 self._slots = slots(self.client.scheduler_info()["workers"], self.resources)
-            if first and self._slots:
+            if self._slots and not self._placed:
+                self._placed = True
                 detail = {**self._turnaround.figures(), "workers": len(self._slots)}
                 log.info("queueing one trial ahead on each worker (%s)", detail)
                 self.store.add_event("queue-ahead", detail=detail)
@@ -301,50 +302,44 @@ class Engine:
         return out
 
     def _submit(self, trials: list[_Trial]) -> None:
-        if not trials:
-            return
-        tasks = [
-            TrialTask(
-                experiment=self.key,
-                run_dir=str(self._run_dir(t.run_id)),
-                trial_id=t.trial_id,
-                run_id=t.run_id,
-                attempt=t.attempt,
-                params=t.params,
-                model=self._model,
-                metric=self.spec.objective.metric,
-                timeout=self.spec.trial.timeout,
-                cores=self.spec.compute.cores,
-                gpus=self.spec.compute.gpus,
-                save_model=self.spec.trial.keep_models != "none",
-                checkpoint=self.spec.trial.checkpoints,
-                fn=self.fn,
-            )
-            for t in trials
-        ]
-        keys = [f"{self.key}-trial{t.trial_id}-a{t.attempt}" for t in trials]
-        groups: dict[str | None, list[int]] = {}
-        for i, t in enumerate(trials):
-            groups.setdefault(t.target, []).append(i)
-        futures: list[Any] = [None] * len(trials)
-        for target, index in groups.items():  # placed trials may still move if their worker leaves
+        """One scheduler update per target worker (most often a single one, dask's choice)."""
+        groups: dict[str | None, list[_Trial]] = {}
+        for t in trials:
+            groups.setdefault(t.target, []).append(t)
+        for target, group in groups.items():  # placed trials may still move if their worker leaves
             where = {"workers": [target], "allow_other_workers": True} if target else {}
-            mapped = self.client.map(
+            futures = self.client.map(
                 run_trial,
-                [tasks[i] for i in index],
-                key=[keys[i] for i in index],
+                [self._task(t) for t in group],
+                key=[f"{self.key}-trial{t.trial_id}-a{t.attempt}" for t in group],
                 pure=False,
                 resources=self.resources,
                 **where,
             )
-            for i, future in zip(index, mapped, strict=True):
-                futures[i] = future
-        for trial, future in zip(trials, futures, strict=True):
-            trial.started = trial.address = None
-            trial.stop_deadline = trial.stop_reason = None
-            trial.future = future
-            self._running[trial.trial_id] = trial
-            future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
+            for trial, future in zip(group, futures, strict=True):
+                trial.started = trial.address = None
+                trial.stop_deadline = trial.stop_reason = None
+                trial.future = future
+                self._running[trial.trial_id] = trial
+                future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
+
+    def _task(self, t: _Trial) -> TrialTask:
+        return TrialTask(
+            experiment=self.key,
+            run_dir=str(self._run_dir(t.run_id)),
+            trial_id=t.trial_id,
+            run_id=t.run_id,
+            attempt=t.attempt,
+            params=t.params,
+            model=self._model,
+            metric=self.spec.objective.metric,
+            timeout=self.spec.trial.timeout,
+            cores=self.spec.compute.cores,
+            gpus=self.spec.compute.gpus,
+            save_model=self.spec.trial.keep_models != "none",
+            checkpoint=self.spec.trial.checkpoints,
+            fn=self.fn,
+        )
 
     # ------------------------------------------------------------------ completions and events
     def _on_event(self, event: Any) -> None:

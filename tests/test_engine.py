@@ -19,16 +19,24 @@ def run(spec: dict[str, Any], client: Any, root: Path) -> candle_lab.Experiment:
     return candle_lab.run(spec, client=client, root=root)
 
 
-def test_async_keeps_every_worker_busy(client: Any, root: Path) -> None:
+def run_sleepy_async(client: Any, root: Path, sleep: float, trials: int, initial_points: int) -> candle_lab.Experiment:
+    """async-bo over trials that each sleep ``sleep`` seconds; every one must complete."""
     spec = model_spec(
         "sleepy",
-        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 1.0}],
-        search={"algorithm": "async-bo", "initial_points": 3},
-        budget={"max_trials": 10},
+        space=[
+            {"name": "x", "type": "real", "low": 0, "high": 1},
+            {"name": "sleep", "type": "constant", "value": sleep},
+        ],
+        search={"algorithm": "async-bo", "initial_points": initial_points},
+        budget={"max_trials": trials},
     )
     exp = run(spec, client, root)
-    trials = exp.trials
-    assert (trials["state"] == "completed").all() and len(trials) == 10
+    assert (exp.trials["state"] == "completed").all() and len(exp.trials) == trials
+    return exp
+
+
+def test_async_keeps_every_worker_busy(client: Any, root: Path) -> None:
+    trials = run_sleepy_async(client, root, sleep=1.0, trials=10, initial_points=3).trials
     steps = monitor.running_over_time(trials)
     assert steps["running"].max() <= 2
     # From when both workers first ran to the last start, two trials were in flight
@@ -219,15 +227,8 @@ def test_short_trials_are_queued_one_ahead_on_each_worker(client: Any, root: Pat
     """0.3-s trials: the driver's round trip costs the workers time, so once it is measured
     the engine keeps one trial queued on each worker; a worker never runs two at once and a
     freed slot starts its queued trial without waiting for the driver."""
-    spec = model_spec(
-        "sleepy",
-        space=[{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.3}],
-        search={"algorithm": "async-bo", "initial_points": 60},
-        budget={"max_trials": 60},
-    )
-    exp = run(spec, client, root)
+    exp = run_sleepy_async(client, root, sleep=0.3, trials=60, initial_points=60)
     trials = exp.trials
-    assert (trials["state"] == "completed").all() and len(trials) == 60
     (event,) = [e for e in exp_events(exp) if e[1] == "queue-ahead"]
     assert event[3]["workers"] == 2 and event[3]["median_wait_s"] > 0.002 * event[3]["median_trial_s"]
     assert monitor.running_over_time(trials)["running"].max() <= 2

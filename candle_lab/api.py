@@ -89,12 +89,12 @@ def drive(
     from candle_lab.clusters import open_client, resolve, task_resources
     from candle_lab.engine import Engine
 
-    spec = load_spec(exp_dir / SPEC_NAME)
-    resolve(spec.compute)  # a bad compute request fails before anything is submitted
     with Store(exp_dir / DB_NAME) as store:
         store.set_meta(driver_pid=os.getpid(), driver_host=socket.gethostname(), heartbeat=time.time(), error=None)
         store.commit()
         try:
+            spec = load_spec(exp_dir / SPEC_NAME)
+            resolve(spec.compute)  # a bad compute request fails before anything is submitted
             with contextlib.nullcontext(client) if client is not None else open_client(spec.compute, exp_dir) as c:
                 store.set_meta(scheduler=c.scheduler.address, dashboard=c.dashboard_link)
                 engine = Engine(
@@ -106,7 +106,9 @@ def drive(
             store.commit()
             raise
         except BaseException as exc:
-            store.set_meta(state="failed", error="".join(traceback.format_exception(exc)))
+            # What the user can fix is said in one message; anything else keeps its traceback.
+            error = str(exc) if isinstance(exc, CandleLabError) else "".join(traceback.format_exception(exc))
+            store.set_meta(state="failed", error=error)
             store.commit()
             raise
 
@@ -191,7 +193,7 @@ def _start(
             if submit_driver_job(command, path, exp.spec.compute.profile) is not None:
                 return exp
         with (path / DRIVER_LOG).open("ab") as out:
-            subprocess.Popen(
+            driver = subprocess.Popen(
                 command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -199,7 +201,27 @@ def _start(
                 start_new_session=True,
                 cwd=path.parent,
             )
+        with Store(path / DB_NAME) as store:  # a driver that dies before it registers is seen
+            store.set_meta(launched_pid=driver.pid, driver_host=socket.gethostname())
+            store.commit()
     return exp
+
+
+def _process_exists(pid: Any, host: Any) -> bool:
+    """A process ``pid`` runs on this host and is not a zombie (False for other hosts)."""
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "State:\tZ" not in status.read_text()
+    except OSError:
+        return False
 
 
 def _drive_quietly(path: Path, client: Any, fn: Callable[..., Any] | None, observer: Observer | None) -> None:
@@ -307,8 +329,14 @@ class Experiment:
         """A status from what a caller already read (dashboards poll the store themselves)."""
         alive = self.driver_alive(meta)
         state = str(meta.get("state", "unknown"))
+        ended_because = meta.get("ended_because")
         if state == "running" and not alive:
             state = "crashed"
+        elif state == "created" and not _process_exists(meta.get("launched_pid"), meta.get("driver_host")):
+            if meta.get("launched_pid") is not None and meta.get("driver_pid") is None:
+                state, ended_because = "failed", f"the driver exited before it started: {self._driver_log_tail()}"
+        elif state == "failed" and not ended_because and meta.get("error"):
+            ended_because = str(meta["error"]).strip().splitlines()[-1]
         return Status(
             id=self.id,
             name=str(meta.get("name", "")),
@@ -319,7 +347,7 @@ class Experiment:
             running=counts.get("running", 0),
             best=best,
             driver_alive=alive,
-            ended_because=meta.get("ended_because"),
+            ended_because=ended_because,
             max_trials=(meta.get("spec") or {}).get("budget", {}).get("max_trials"),
             created=meta.get("created"),
         )
@@ -368,7 +396,11 @@ class Experiment:
     def _running(self) -> bool:
         if self._thread is not None:
             return self._thread.is_alive()
-        return self.driver_alive() or self.meta().get("state") == "created" or self._driver_process_running()
+        if self.driver_alive() or self._driver_process_running():
+            return True
+        # Created and no driver seen yet: it is starting (or queued as a SLURM job).
+        meta = self.meta()
+        return meta.get("state") == "created" and meta.get("launched_pid") is None
 
     def dashboard(self, interval: float = 1.0) -> Any:
         """A live Gantt chart and loss curves of this experiment, for a notebook cell."""
@@ -379,16 +411,15 @@ class Experiment:
     def _driver_process_running(self) -> bool:
         """The driver process still exists (e.g. releasing its workers after the search)."""
         meta = self.meta()
-        pid = meta.get("driver_pid")
-        if pid is None or meta.get("driver_host") != socket.gethostname() or int(pid) == os.getpid():
-            return False
+        pid = meta.get("driver_pid") or meta.get("launched_pid")
+        return pid is not None and int(pid) != os.getpid() and _process_exists(pid, meta.get("driver_host"))
+
+    def _driver_log_tail(self) -> str:
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return Path(f"/proc/{pid}/status").is_file() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+            lines = (self.path / DRIVER_LOG).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return lines[-1] if lines else f"no output; see {self.path / DRIVER_LOG}"
 
     def stop(self) -> None:
         """Ask the driver to end the search; running trials are cancelled, results kept."""

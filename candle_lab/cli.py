@@ -139,7 +139,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = api.check(load_spec(args.spec))  # what run checks, the compute request on its profile included
     space = spec.space.search_space()
     print(
         f"{args.spec}: valid. {spec.search.algorithm} over {len(space.searchable)} parameters"

@@ -51,7 +51,13 @@ class MissingDependency(CandleLabError):
 
 def expected_got(expected: str, got: Any) -> str:
     """The standard phrasing: ``expected X, got Y``."""
-    return f"expected {expected}, got {got!r}"
+    return f"expected {expected}, got {shown(got)}"
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut short when long (a message never echoes megabytes back)."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:160]}... ({len(text):,} characters)"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -124,7 +130,7 @@ def from_pydantic(exc: Any, source: str | None = None, allowed: dict[str, list[s
         elif msg.startswith("String should have "):
             msg = "expected a string with " + msg[len("String should have ") :]
         if "got" not in msg:
-            msg = f"{msg}, got {given!r}"
+            msg = f"{msg}, got {shown(given)}"
         elif isinstance(given, int | float | str) and repr(given) not in msg:
             msg = f"{msg} ({given!r})"  # "got a number with a fractional part" -> show it
         problems.append((path, msg))

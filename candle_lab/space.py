@@ -25,11 +25,13 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from candle_lab import limits
 from candle_lab.errors import SpecError, expected_got
 
 Choice = str | int | float | bool | list[int | float | str]
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 MAX_GRID = 4_000_000
+MAX_INT = 2**53  # integers beyond this are not exact as floats (the surrogates' unit space)
 
 
 class _Param(BaseModel):
@@ -70,7 +72,7 @@ class IntegerParam(_Param):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> IntegerParam:
-        _check_low_high(self.low, self.high, self.log)
+        _check_low_high(self.low, self.high, self.log, integer=True)
         return self
 
 
@@ -123,9 +125,13 @@ def normalize_param_dict(raw: Any) -> Any:
     return data
 
 
-def _check_low_high(low: float, high: float, log: bool) -> None:
+def _check_low_high(low: float, high: float, log: bool, integer: bool = False) -> None:
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"low and high must be finite numbers, got low={low}, high={high}")
+    if integer and max(abs(low), abs(high)) > MAX_INT:
+        raise ValueError(f"low and high must lie within ±2**53 (±{MAX_INT:.3g}), got low={low:.6g}, high={high:.6g}")
+    if not math.isfinite(float(high) - float(low)):
+        raise ValueError(f"high - low must be a finite number, got low={low}, high={high}")
     if low >= high:
         raise ValueError(f"low must be less than high, got low={low}, high={high}")
     if log and low <= 0:
@@ -239,12 +245,7 @@ class SpaceFile:
 
 def read_space_file(path: Path, fmt: SpaceFormat = "auto") -> SpaceFile:
     """Read a space file; errors name the file, the line or entry, and the problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError.one("space.file", f"file not found: {path}") from None
-    except OSError as exc:
-        raise SpecError.one("space.file", f"cannot read {path}: {exc.strerror}") from None
+    text = limits.read_text(path, limits.MAX_SPACE_BYTES, "space.file")
     if fmt == "auto":
         fmt = detect_format(path, text)
     if fmt == "upf":
@@ -284,9 +285,9 @@ def detect_format(path: Path, text: str) -> SpaceFormat:
 
 def _load_structured(text: str, path: Path) -> Any:
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+        data = limits.parse(text, path.suffix.lower() == ".json", str(path))
+        limits.check_shape(data, str(path))
+        return data
     except json.JSONDecodeError as exc:
         raise SpecError.one(str(path), f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
     except yaml.YAMLError as exc:
@@ -303,10 +304,13 @@ def parse_upf(text: str, source: str = "upf") -> list[dict[str, Any]]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if len(runs) == limits.MAX_RUNS:
+            raise SpecError.one(source, f"expected at most {limits.MAX_RUNS:,} runs, got more")
         try:
-            obj = json.loads(line)
+            obj = limits.parse(line, True, f"{source} line {lineno}")
         except json.JSONDecodeError as exc:
             raise SpecError.one(f"{source} line {lineno}", f"not a JSON object ({exc.msg})") from None
+        limits.check_shape(obj, f"{source} line {lineno}")
         if not isinstance(obj, dict):
             raise SpecError.one(f"{source} line {lineno}", expected_got("a JSON object", obj))
         run_id = obj.pop("id", None)

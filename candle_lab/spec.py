@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from candle_lab import limits
 from candle_lab.errors import SpecError, expected_got, from_pydantic
 from candle_lab.space import (
     MAX_GRID,
@@ -141,14 +143,25 @@ class SpaceSpec(Section):
             data.setdefault("parameters", content.parameters)
             data.setdefault("runs", content.runs)
             data["source"] = str(path)
-        if isinstance(data.get("parameters"), list):
-            data["parameters"] = [normalize_param_dict(p) for p in data["parameters"]]
+        params = data.get("parameters")
+        if isinstance(params, list):
+            if len(params) > limits.MAX_PARAMETERS:
+                raise SpecError.one(
+                    "space.parameters", f"expected at most {limits.MAX_PARAMETERS:,} parameters, got {len(params):,}"
+                )
+            data["parameters"] = [normalize_param_dict(p) for p in params]
+            for i, p in enumerate(data["parameters"]):
+                choices = p.get("choices") if isinstance(p, Mapping) else None
+                if isinstance(choices, list) and len(choices) > limits.MAX_CHOICES:
+                    raise SpecError.one(
+                        f"space.parameters[{i}].choices",
+                        f"expected at most {limits.MAX_CHOICES:,} choices, got {len(choices):,}",
+                    )
         return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> SpaceSpec:
-        names = [p.name for p in self.parameters]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, k in Counter(p.name for p in self.parameters).items() if k > 1)
         if dupes:
             raise ValueError(f"parameter names must be unique, got {', '.join(repr(d) for d in dupes)} more than once")
         return self
@@ -313,7 +326,7 @@ class ExperimentSpec(Section):
     """A whole experiment. Build in Python, or load with :func:`load_spec`."""
 
     name: str = Field("experiment", min_length=1, max_length=120)
-    description: str = ""
+    description: str = Field("", max_length=limits.MAX_DESCRIPTION)
     model: ModelSpec
     space: SpaceSpec
     search: SearchSpec = SearchSpec()
@@ -393,6 +406,7 @@ def spec_from_dict(data: Any, base_dir: Path | None = None, source: str | None =
     if not isinstance(data, Mapping):
         raise SpecError.one("", expected_got("a mapping of sections (model, space, search, ...)", data), source)
     try:
+        limits.check_shape(data)
         return ExperimentSpec.model_validate(dict(data), context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
         raise from_pydantic(exc, source, allowed_fields()) from None
@@ -403,14 +417,11 @@ def spec_from_dict(data: Any, base_dir: Path | None = None, source: str | None =
 def load_spec(path: str | os.PathLike[str]) -> ExperimentSpec:
     """Load a YAML or JSON spec file."""
     path = Path(path)
+    if not path.exists():
+        raise SpecError.one("", f"spec file not found: {path}")
+    text = limits.read_text(path, limits.MAX_SPEC_BYTES, "")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError.one("", f"spec file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError.one("", f"cannot read spec file {path}: {exc}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = limits.parse(text, path.suffix.lower() == ".json", "")
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise SpecError.one("", f"{where}: not valid JSON ({exc.msg})", str(path)) from None
@@ -419,4 +430,6 @@ def load_spec(path: str | os.PathLike[str]) -> ExperimentSpec:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError.one("", f"{where}not valid YAML ({problem})", str(path)) from None
+    except SpecError as exc:
+        raise SpecError(exc.problems, str(path)) from None
     return spec_from_dict(data, base_dir=path.parent.resolve(), source=str(path))

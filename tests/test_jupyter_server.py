@@ -121,6 +121,37 @@ async def test_unknown_trial_is_404(jp_fetch: Any, finished: api.Experiment) -> 
     assert code == 404 and "no trial 77" in body["message"]
 
 
+async def test_a_link_to_a_folder_outside_the_root_is_not_an_experiment(
+    jp_fetch: Any, finished: api.Experiment, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "experiment.db").write_bytes((finished.path / "experiment.db").read_bytes())
+    (finished.path.parent / "EXP777").symlink_to(outside, target_is_directory=True)
+    assert (await _json(jp_fetch, "experiments", "EXP777"))[0] == 404
+    code, _ = await _json(jp_fetch, "experiments", "EXP777", "stop", method="POST", body="")
+    assert code == 404
+    assert sorted(p.name for p in outside.iterdir()) == ["experiment.db"]  # nothing written outside
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "words"),
+    [
+        (b"\xff\xfe{}", 400, "in UTF-8"),
+        (b"[" * 200_000 + b"]" * 200_000, 400, "nested too deeply"),
+        (b'{"description": "' + b"x" * (2 << 20) + b'"}', 413, "expected at most 1048576 bytes"),
+    ],
+)
+async def test_hostile_bodies_get_a_json_error(jp_fetch: Any, root: Path, body: bytes, code: int, words: str) -> None:
+    got, answer = await _json(jp_fetch, "experiments", method="POST", body=body)
+    assert got == code and words in answer["message"]
+
+
+async def test_unknown_api_routes_answer_json_404(jp_fetch: Any) -> None:
+    code, body = await _json(jp_fetch, "experiments", "EXP001", "nothing")
+    assert code == 404 and "no candle_lab API route" in body["message"]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -130,6 +161,7 @@ async def test_unknown_trial_is_404(jp_fetch: Any, finished: api.Experiment) -> 
         ("GET", ("experiments", "EXP000")),
         ("POST", ("experiments", "EXP000", "stop")),
         ("POST", ("experiments", "EXP000", "trials", "0", "stop")),
+        ("GET", ("no", "such", "route")),
     ],
 )
 async def test_every_route_needs_a_token(jp_fetch: Any, method: str, path: tuple[str, ...]) -> None:
@@ -137,3 +169,16 @@ async def test_every_route_needs_a_token(jp_fetch: Any, method: str, path: tuple
         await jp_fetch("candle-lab", "api", *path, method=method, body="{}" if method == "POST" else None,
                        headers={"Authorization": "token wrong"})
     assert denied.value.code == 403
+
+
+async def test_the_malformed_corpus_gets_400_naming_the_field(jp_fetch: Any, root: Path) -> None:
+    from malformed import REST_CASES
+
+    assert len(REST_CASES) >= 40
+    for case in REST_CASES:
+        start = time.monotonic()
+        code, answer = await _json(jp_fetch, "experiments", method="POST", body=json.dumps(case.data))
+        assert code == 400, (case.name, answer)
+        assert case.field in answer["message"] and "Traceback" not in answer["message"], (case.name, answer)
+        assert time.monotonic() - start < 1.0, case.name
+    assert not root.exists() or not any(root.iterdir())  # nothing was created

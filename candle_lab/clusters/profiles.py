@@ -86,6 +86,7 @@ class SiteProfile(BaseModel):
     local_directory: str | None = None
     tls: bool = Field(True, description="Encrypt and authenticate scheduler/worker/client traffic")
     lifetime_margin: str = Field("5m", description="Workers retire this long before their walltime ends")
+    max_workers: int = Field(4096, ge=1, description="Most workers one experiment may ask for")
 
     @field_validator("partitions")
     @classmethod
@@ -160,6 +161,11 @@ def resolve(compute: ComputeSpec, profile: SiteProfile | None = None) -> Resolve
     # The profile's defaults fill what the spec leaves open (memory, walltime, partition...).
     values: dict[str, Any] = {k: profile.defaults.get(k) if v is None else v for k, v in compute.model_dump().items()}
     problems: list[tuple[str, str]] = []
+    if values["workers"] > profile.max_workers:
+        raise SpecError.one(
+            "compute.workers",
+            f"profile {profile.name!r} allows at most {profile.max_workers:,} workers, asked for {values['workers']:,}",
+        )
     if profile.scheduler == "local":
         return Resolved(
             profile,

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 API = "candle-lab/api"
 APP = "candle-lab-app"  # the Panel app behind jupyter-server-proxy (see candle_lab.server.proxy)
 EXP = r"(?P<exp_id>[A-Za-z0-9_-]+)"  # an id in the experiments folder, never a path
+MAX_BODY = 1 << 20  # a spec is a few kB; larger bodies are refused before parsing
 
 
 def _status(status: api.Status) -> dict[str, Any]:
@@ -43,7 +44,9 @@ class BaseHandler(APIHandler):
 
     def experiment(self, exp_id: str) -> api.Experiment | None:
         path = self.root / exp_id
-        if not (path / DB_NAME).is_file():
+        # A link in the experiments folder to a folder elsewhere is not an experiment of it.
+        inside = path.resolve().parent == self.root.resolve() and not path.is_symlink()
+        if not inside or not (path / DB_NAME).is_file():
             self.fail(404, f"experiment: no experiment {exp_id!r} in {self.root}")
             return None
         return api.Experiment(path)
@@ -63,10 +66,18 @@ class ExperimentsHandler(BaseHandler):
 
     @tornado.web.authenticated
     def post(self) -> None:
+        if len(self.request.body) > MAX_BODY:
+            size = len(self.request.body)
+            self.fail(413, f"body: expected at most {MAX_BODY} bytes (an experiment spec), got {size}")
+            return
         try:
-            body = json.loads(self.request.body or b"null")
-        except json.JSONDecodeError as exc:
-            self.fail(400, f"body: expected a JSON object (an experiment spec), got invalid JSON: {exc}")
+            body = json.loads(self.request.body.decode("utf-8") or "null")
+        except UnicodeDecodeError:
+            self.fail(400, "body: expected a JSON object (an experiment spec) in UTF-8, got bytes that are not UTF-8")
+            return
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            self.fail(400, f"body: expected a JSON object (an experiment spec), got invalid JSON: {reason}")
             return
         if isinstance(body, dict) and set(body) == {"spec"}:
             body = body["spec"]
@@ -112,6 +123,16 @@ class StopHandler(BaseHandler):
                     202)
 
 
+class NotFoundHandler(BaseHandler):
+    """Any other path under the API: a JSON 404 (not Jupyter's HTML page)."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        self.fail(404, f"path: no candle_lab API route {self.request.path!r}; see {API}/info")
+
+    post = put = patch = delete = get
+
+
 def experiments_folder(serverapp: Any) -> Path:
     return Path(os.environ.get(ROOT_ENV) or Path(serverapp.root_dir) / "experiments").resolve()
 
@@ -130,6 +151,7 @@ def setup_handlers(serverapp: Any) -> None:
             (url_path_join(base, "experiments", EXP), ExperimentHandler),
             (url_path_join(base, "experiments", EXP, "stop"), StopHandler),
             (url_path_join(base, "experiments", EXP, "trials", r"(?P<trial_id>\d+)", "stop"), StopHandler),
+            (url_path_join(base, ".*"), NotFoundHandler),
         ],
     )
     serverapp.log.info("candle_lab: REST API at %s, experiments in %s", base, root)

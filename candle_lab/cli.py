@@ -193,6 +193,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     options = ServeOptions(
         address=args.address,
         port=args.port,
+        unix_socket=args.unix_socket or "",
         prefix=args.prefix or "",
         root_path=args.root_path or "",
         allow_websocket_origin=tuple(args.allow_websocket_origin or ()),
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="serve the web app: forms, live dashboard, experiment browser")
     p.add_argument("--address", default="127.0.0.1", help="listen address (default: loopback only)")
     p.add_argument("--port", type=int, default=5006, help="port (0: any free port)")
+    p.add_argument("--unix-socket", default=None, help="serve on this Unix socket (in a 0700 folder), not a port")
     p.add_argument("--prefix", default=None, help="URL prefix behind a portal, e.g. /node/HOST/PORT")
     p.add_argument("--root-path", default=None, help="root path the proxy strips (default: the prefix)")
     p.add_argument(

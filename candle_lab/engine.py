@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 0.25
+MEMORY_TOPIC = "worker-restart-memory"  # dask's nanny: a worker past its memory limit
 STOP_GRACE_SECONDS = 10.0  # a trial asked to stop gets this long to end at an epoch boundary
 BEST_DIR = "best"
 COALESCE_SECONDS = 0.0
@@ -145,6 +146,7 @@ class Engine:
         self._rule = make_rule(t.early_stop, t.grace_epochs, t.min_trials, t.eta)
         self._turnaround = Turnaround()
         self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
+        self._memory_kills: dict[str, int] = {}  # worker address -> its memory (bytes) when dask restarted it
         self._slots_read = -math.inf
         self._placed = False  # the queue-ahead event is stored once
 
@@ -159,6 +161,7 @@ class Engine:
             else DirectProposer(self.optimizer)
         )
         self.client.subscribe_topic(TOPIC, self._on_event)
+        self.client.subscribe_topic(MEMORY_TOPIC, self._on_memory_kill)
         self.store.set_meta(state="running")
         self.store.add_event("driver-start", detail={"resumed_trials": self._n.created})
         self.store.commit()
@@ -168,6 +171,7 @@ class Engine:
             proposer.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(TOPIC)
+                self.client.unsubscribe_topic(MEMORY_TOPIC)
             self._cancel_running("cancelled", self._stopping or "driver ended")
             self.store.set_meta(elapsed=self._elapsed())
             self.store.commit()
@@ -193,8 +197,20 @@ class Engine:
                 # Finished on its worker while no driver was listening.
                 told.append(self._record(t.trial_id, t.params, outcome, t.run_id))
                 continue
-            trial = _Trial(t.trial_id, t.run_id, t.params, t.round, attempt=t.attempt + 1)
-            self.store.requeue(t.trial_id, trial.attempt, reason="driver restarted")
+            if t.state == "queued":  # never started: the same attempt, none is used up
+                attempt = t.attempt
+            elif t.attempt <= self.spec.trial.retries:  # running when the driver died: that attempt counts
+                attempt = t.attempt + 1
+            else:
+                lost = TrialOutcome(
+                    trial_id=t.trial_id, attempt=t.attempt, state="failed", objective=None, metrics={},
+                    started=t.started or time.time(), ended=time.time(), worker=t.worker, reason="lost-worker",
+                    error=f"the driver stopped during its last attempt ({t.attempt} of {self.spec.trial.retries + 1})",
+                )
+                told.append(self._record(t.trial_id, t.params, lost, t.run_id))
+                continue
+            trial = _Trial(t.trial_id, t.run_id, t.params, t.round, attempt=attempt)
+            self.store.requeue(t.trial_id, attempt, reason="driver restarted")
             self._n.reruns.append(trial)
         self.optimizer.tell(told)
         self._n.created = len(records)
@@ -348,6 +364,12 @@ class Engine:
         if isinstance(message, dict) and message.get("experiment") == self.key:
             self._inbox.put(("event", message))
 
+    def _on_memory_kill(self, event: Any) -> None:
+        """dask's nanny restarts a worker past its memory limit (on dask's thread)."""
+        message = event[1] if isinstance(event, tuple) else event
+        if isinstance(message, dict) and message.get("worker"):
+            self._memory_kills[str(message["worker"])] = int(message.get("rss") or 0)
+
     def _wait_and_handle(self, proposer: Proposer) -> None:
         try:
             item = self._inbox.get(timeout=POLL_SECONDS)
@@ -363,7 +385,9 @@ class Engine:
             if kind == "done":
                 done.append(payload)
             elif kind == "event":
-                self._on_message(payload)
+                ended = self._on_message(payload)
+                if ended is not None:
+                    proposer.tell([ended])
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
@@ -378,20 +402,26 @@ class Engine:
         """The proposer has proposals ready (called on its thread)."""
         self._inbox.put(("ready", None))
 
-    def _on_message(self, message: dict[str, Any]) -> None:
+    def _on_message(self, message: dict[str, Any]) -> Observation | None:
+        """A worker event; returns what the optimizer must hear of a trial it ended."""
         trial = self._running.get(int(message["trial_id"]))
         if trial is None or trial.attempt != message.get("attempt"):
-            return  # a late event of an attempt that already ended
+            return None  # a late event of an attempt that already ended
         if message["kind"] == "start":
             started = float(message.get("started", message["time"]))
             if trial.started is not None and started != trial.started:
                 # dask moved the task to another worker (its worker left: walltime, scancel)
                 trial.restarts += 1
-                self.store.add_event("rescheduled", trial.trial_id, {"from": trial.worker, "to": message.get("worker")})
+                self.store.add_event("rescheduled", trial.trial_id, {"from": trial.worker, "to": message.get("lane")})
+                if trial.attempt + trial.restarts > self.spec.trial.retries + 1:  # the engine decides, not dask
+                    used = trial.attempt + trial.restarts - 1
+                    why = f"its worker was lost during its last attempt ({used} of {self.spec.trial.retries + 1})"
+                    self._end_running(trial, "failed", "lost-worker", why)
+                    return Observation(trial.params, None, trial.run_id)
             trial.started = started
             trial.address = message.get("address")
             self._turnaround.started(trial.address, started)
-            trial.worker = message.get("worker")
+            trial.worker = message.get("lane")
             self.store.mark_running(
                 trial.trial_id,
                 trial.attempt + trial.restarts,
@@ -411,6 +441,7 @@ class Engine:
                         "early stopping trial %d at epoch %d (%s=%g)", trial.trial_id, step, metric, values[metric]
                     )
                     self._ask_stop(trial, "early-stop")
+        return None
 
     def _on_done(self, done: list[tuple[_Trial, int, Any]]) -> list[Observation]:
         """Record finished futures (results fetched in one request); retry what may succeed."""
@@ -428,6 +459,14 @@ class Engine:
             del self._running[trial.trial_id]
             future.release()
             self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
+            if outcome.reason == "lost-worker" and trial.started is None and self._stopping is None:
+                # Its worker went (another trial's memory overrun, a cancelled job) before it
+                # began: not an attempt of this trial.
+                self.store.add_event("requeue", trial.trial_id, {"attempt": attempt, "reason": "worker lost before start"})
+                trial.restarts = 0
+                self.store.requeue(trial.trial_id, trial.attempt)
+                self._n.reruns.append(trial)
+                continue
             if trial.restarts:
                 outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
             if outcome.reason in RETRYABLE and outcome.attempt <= self.spec.trial.retries and self._stopping is None:
@@ -450,6 +489,21 @@ class Engine:
             with contextlib.suppress(Exception):
                 return future.result()
         exc = future.exception() if future.status == "error" else None
+        killed = self._memory_kills.get(trial.address or "")
+        if killed is not None and trial.started is not None:
+            return TrialOutcome(
+                trial_id=trial.trial_id,
+                attempt=attempt,
+                state="failed",
+                objective=None,
+                metrics={},
+                started=trial.started,
+                ended=time.time(),
+                worker=trial.worker,
+                reason="oom",
+                error=f"the worker's memory grew to {killed / 2**20:,.0f} MB, past its limit "
+                f"({self.spec.compute.memory or 'the machine'}): dask restarted it",
+            )
         return TrialOutcome(
             trial_id=trial.trial_id,
             attempt=attempt,

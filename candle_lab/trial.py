@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -253,11 +254,60 @@ class _LazyLog(io.TextIOBase):
         super().close()
 
 
+_output: contextvars.ContextVar[_LazyLog | None] = contextvars.ContextVar("candle_lab_trial_output", default=None)
+_routing = threading.Lock()
+
+
+class _Router(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of a process that runs trials: a write goes to the log
+    of the trial running in the writer's thread (context), anything else where it went
+    before. With worker threads (``Client(processes=False)``) the host program's own
+    prints stay the host's; never is the stream swapped for the whole process per trial."""
+
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return int((_output.get() or self.fallback).write(text))
+
+    def flush(self) -> None:
+        (_output.get() or self.fallback).flush()
+
+    # What callers ask of a terminal stream is the host stream's answer.
+    @property
+    def encoding(self) -> Any:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", "utf-8")
+
+    @property
+    def errors(self) -> Any:  # type: ignore[override]
+        return getattr(self.fallback, "errors", None)
+
+    def fileno(self) -> int:
+        return int(self.fallback.fileno())
+
+    def isatty(self) -> bool:
+        return _output.get() is None and bool(self.fallback.isatty())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fallback, name)
+
+
 @contextlib.contextmanager
 def _output_to(path: Path) -> Iterator[None]:
-    """Model prints go to the run's log (one trial per worker process at a time)."""
-    with _LazyLog(path) as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        yield
+    """Model prints in this thread go to the run's log."""
+    with _routing:
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), _Router):
+                setattr(sys, name, _Router(getattr(sys, name)))
+    with _LazyLog(path) as out:
+        token = _output.set(out)
+        try:
+            yield
+        finally:
+            _output.reset(token)
 
 
 def configure_resources(task: TrialTask, worker_name: str | None) -> str | None:
@@ -313,7 +363,10 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     where = {"worker": name, "host": socket.gethostname(), "gpu": gpu}
     key = (task.experiment, task.trial_id)
     if worker is not None:
-        _schedule_start_event(ctx, {"address": worker.address, "started": started, **where})
+        # dask's scheduler sets "worker" of every event to the worker's address: the lane
+        # name travels as "lane", so that a trial keeps one worker from start to end.
+        start = {"address": worker.address, "started": started, "lane": name, "host": where["host"], "gpu": gpu}
+        _schedule_start_event(ctx, start)
 
     token = _current.set(ctx)
     _running[key] = ctx

@@ -97,7 +97,7 @@ CASES: list[Case] = [
     Case("ten-thousand-parameters", "space.parameters", suffix=".json",
          data=spec(space=[{"name": f"p{i}", "type": "real", "low": 0, "high": 1} for i in range(10_000)])),
     Case("yaml-too-large", "expected YAML of at most 256 kB",
-         text=_yaml(spec(space=[{"name": f"p{i}", "type": "real", "low": 0, "high": 1} for i in range(5_000)]))),
+         text=_yaml(spec(space=[{"name": f"p{i}", "type": "real", "low": 0, "high": 1} for i in range(8_000)]))),
     Case("twenty-thousand-choices", "space.parameters[0].choices",
          data=spec(space=[{"name": "c", "type": "categorical", "choices": list(range(20_000))}])),
     Case("long-description", "description", data=spec(description="x" * 20_000)),

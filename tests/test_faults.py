@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import model_spec
 
@@ -45,3 +46,95 @@ def test_a_driver_that_dies_before_it_registers_ends_failed(root: Path) -> None:
     assert time.monotonic() - start < 10  # wait() does not hang on a driver that is gone
     assert status.state == "failed"
     assert status.ended_because == "the driver exited before it started: ImportError: no module x"
+
+
+def test_trial_output_is_captured_per_thread_not_per_process(tmp_path: Path, capsys: Any) -> None:
+    """With worker threads in the host process (a notebook's ``Client(processes=False)``)
+    each trial's prints land in its own log and the host's own prints stay the host's."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    import candle_lab
+
+    printing = threading.Event()
+
+    def noisy(params: dict[str, Any]) -> float:
+        for i in range(20):
+            print(f"trial x={params['x']} line {i}")
+            time.sleep(0.01)
+        return float(params["x"])
+
+    def host() -> None:
+        while not printing.is_set():
+            print("host line")
+            time.sleep(0.005)
+
+    spec = {"name": "threads", "model": {"ref": "m:f"}, "space": [{"name": "x", "type": "categorical",
+            "choices": [1, 2, 3, 4]}], "search": {"algorithm": "grid"}, "compute": {"workers": 2}}
+    chatter = threading.Thread(target=host)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        chatter.start()
+        try:
+            exp = candle_lab.run(spec, fn=noisy, client=client, root=tmp_path)
+        finally:
+            printing.set()
+            chatter.join()
+    print("host after the run")
+    logs = {t.params["x"]: (exp.path / t.run_id / "output.log").read_text() for t in exp.records()}
+    for x, text in logs.items():
+        assert text.splitlines() == [f"trial x={x} line {i}" for i in range(20)], text
+    out = capsys.readouterr().out
+    assert "host after the run" in out and "host line" in out and "trial x=" not in out
+
+
+def test_a_trial_keeps_one_worker_name_from_start_to_end(client: Any, root: Path) -> None:
+    spec = model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 0, "high": 1},
+                                       {"name": "sleep", "type": "constant", "value": 0.6}],
+                      budget={"max_trials": 6})
+    exp = api.run(spec, client=client, root=root, wait=False)
+    seen: dict[int, set[str | None]] = {}
+    while exp._running():
+        for t in exp.records():
+            if t.state == "running":
+                seen.setdefault(t.trial_id, set()).add(t.worker)
+        time.sleep(0.05)
+    final = {t.trial_id: t.worker for t in exp.records()}
+    assert seen and all(names == {final[i]} for i, names in seen.items()), (seen, final)
+    assert not any(str(name).startswith("tcp://") for name in final.values())
+
+
+def test_resume_counts_attempts_exactly(client: Any, root: Path) -> None:
+    """At a driver crash: a queued trial never started keeps its attempt, a running one has
+    used that attempt, and one running its last attempt is not run again."""
+    spec = model_spec("sleepy", budget={"max_trials": 3}, trial={"retries": 1})
+    path = api.create_experiment(spec, root)
+    with Store(path / DB_NAME) as store:
+        for trial_id, x in enumerate((0.1, 0.2, 0.3)):
+            store.add_trial(trial_id, f"RUN{trial_id:03d}", {"x": x})
+        store.mark_running(1, 1, worker="0", host="h", gpu=None, started=time.time())
+        store.mark_running(2, 2, worker="1", host="h", gpu=None, started=time.time())
+        store.set_meta(state="running")
+        store.commit()
+    api.drive(path, client=client)
+    trials = {t.trial_id: t for t in api.Experiment(path).records()}
+    assert (trials[0].state, trials[0].attempt) == ("completed", 1)
+    assert (trials[1].state, trials[1].attempt) == ("completed", 2)
+    assert (trials[2].state, trials[2].attempt, trials[2].reason) == ("failed", 2, "lost-worker")
+    assert "last attempt (2 of 2)" in str(trials[2].error)
+    assert not (path / "RUN002" / "result.json").exists()  # it did not run again
+
+
+def test_a_memory_overrun_is_blamed_on_the_trial_that_ran(root: Path) -> None:
+    """Its worker is restarted by dask: that trial is ``oom``; trials queued behind it run
+    as if nothing happened (no attempt used)."""
+    spec = model_spec("hog", space=[{"name": "x", "type": "categorical", "choices": [0, 1, 2, 3]}],
+                      search={"algorithm": "grid"}, compute={"workers": 1, "memory": "400MB"},
+                      trial={"retries": 0})
+    exp = api.run(spec, root=root)
+    trials = {t.params["x"]: t for t in exp.records()}
+    assert (trials[0].state, trials[0].reason, trials[0].attempt) == ("failed", "oom", 1), trials[0]
+    assert "400MB" in str(trials[0].error)
+    for x in (1, 2, 3):
+        assert (trials[x].state, trials[x].attempt) == ("completed", 1), trials[x]

@@ -102,3 +102,41 @@ def test_rest_answers_through_jupyterlab(tmp_path: Path, running: api.Experiment
         with urllib.request.urlopen(request) as answer:
             listed = json.loads(answer.read())["experiments"]
     assert [e["id"] for e in listed] == [running.id]
+
+
+PROBE = """import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    sys.exit(3)
+s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+print(s.recv(100))
+"""
+
+
+def test_the_proxied_dashboard_has_no_listener_but_jupyter(tmp_path: Path, running: api.Experiment) -> None:
+    """Only through Jupyter's login: no TCP port, a Unix socket other users cannot open."""
+    import os
+    import stat
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    with jupyterlab_server(tmp_path, tmp_path / "experiments") as (url, token):
+        app = f"{url}/candle-lab-app/"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(urllib.request.Request(app, headers={"Authorization": "token wrong"}))
+        assert denied.value.code in (302, 403)
+        with urllib.request.urlopen(urllib.request.Request(app, headers={"Authorization": f"token {token}"}),
+                                    timeout=90) as answer:
+            assert answer.status == 200 and b"candle_lab" in answer.read()
+        [child] = [p for p in psutil.process_iter(["cmdline"])
+                   if "--unix-socket" in (p.info["cmdline"] or []) and "dashboard" in p.info["cmdline"]]
+        assert [c for c in child.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN] == []
+        sock = child.info["cmdline"][child.info["cmdline"].index("--unix-socket") + 1]
+        assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
+        if os.geteuid() == 0:  # as another user of the login node: refused
+            other = subprocess.run(["/usr/bin/python3", "-c", PROBE, sock], user="nobody", capture_output=True)
+            assert other.returncode == 3, other

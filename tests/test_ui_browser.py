@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,13 @@ def test_exposed_dashboard_asks_for_the_password(page: Any, tmp_path: Path) -> N
         page.locator("input[name=password]").press("Enter")
         page.get_by_role("button", name="Submit experiment").wait_for(timeout=60_000)
         page.screenshot(path=SHOTS / "after-login.png")
+        codes = []
+        for _ in range(7):  # guessing: five tries, then this address waits (longer each time)
+            form = urllib.parse.urlencode({"username": "x", "password": "guess-guess"}).encode()
+            try:
+                with urllib.request.urlopen(base + "/login", data=form) as answer:
+                    codes.append(answer.status)
+            except urllib.error.HTTPError as exc:
+                codes.append(exc.code)
+                retry_after = exc.headers.get("Retry-After")
+        assert codes == [200] * 5 + [429] * 2 and retry_after is not None and int(retry_after) >= 1

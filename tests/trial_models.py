@@ -118,3 +118,16 @@ def gpu_probe(params: dict[str, Any]) -> dict[str, float]:
         "gpu_index": float(visible) if visible.isdigit() else -1.0,
         "slurm_job": float(os.environ.get("SLURM_JOB_ID", "-1")),
     }
+
+
+def hog(params: dict[str, Any]) -> float:
+    """x == 0 grows its memory until the worker's nanny kills it; others are quick."""
+    if params["x"] == 0:
+        held = []
+        for _ in range(100):
+            held.append(bytearray(40 << 20))
+            for page in range(0, len(held[-1]), 4096):  # touch the pages: resident memory
+                held[-1][page] = 1
+            time.sleep(0.05)
+    time.sleep(0.2)
+    return float(params["x"])

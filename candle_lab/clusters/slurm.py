@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
+
 from candle_lab.clusters.profiles import Resolved, load_profile, memory_bytes, worker_lifetime, worker_python
 from candle_lab.errors import CandleLabError, MissingDependency
 
@@ -86,7 +88,10 @@ def start_slurm(resolved: Resolved, exp_dir: Path, adaptive: bool = True) -> tup
         except ImportError:
             raise MissingDependency("cryptography", "slurm", "TLS between scheduler and workers") from None
         kwargs.update(security=security, protocol="tls://", shared_temp_directory=str(tls_directory(exp_dir)))
-    cluster = SLURMCluster(**kwargs)
+    # A cancelled or ended job fails its running task at once (dask would rerun it on
+    # another job unseen): the engine, not dask, decides about retries.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = SLURMCluster(**kwargs)
     log.info(
         "SLURM workers: up to %d on %s; job script:\n%s", resolved.workers, resolved.partition, cluster.job_script()
     )

@@ -24,6 +24,7 @@ class ServeOptions:
 
     address: str = "127.0.0.1"
     port: int = 5006
+    unix_socket: str = ""  # serve on this Unix socket instead of a TCP port (jupyter-server-proxy)
     prefix: str = ""
     root_path: str = ""
     allow_websocket_origin: tuple[str, ...] = ()
@@ -35,7 +36,7 @@ class ServeOptions:
 
     @property
     def exposed(self) -> bool:
-        return self.address not in LOOPBACK
+        return self.address not in LOOPBACK and not self.unix_socket
 
     def check(self) -> ServeOptions:
         if not 0 <= self.port <= 65535:
@@ -44,6 +45,13 @@ class ServeOptions:
             value = getattr(self, name)
             if value and not value.startswith("/"):
                 raise SpecError.one(name, expected_got("a path starting with '/', like /node/host/8080", value))
+        if self.unix_socket:
+            folder = os.path.dirname(os.path.abspath(self.unix_socket))
+            if not os.path.isdir(folder) or os.stat(folder).st_mode & 0o077:
+                raise SpecError.one(
+                    "unix_socket", f"expected a socket path in an existing folder only its owner can open (0700), "
+                    f"got {self.unix_socket!r}"
+                )
         if self.password is not None and len(self.password) < 8:
             raise SpecError.one("password", "expected at least 8 characters")
         return self
@@ -65,8 +73,50 @@ def free_port(address: str = "127.0.0.1") -> int:
 
 
 def url(options: ServeOptions, port: int) -> str:
+    if options.unix_socket:
+        return f"http+unix://{options.unix_socket}{options.prefix.rstrip('/')}/"
     host = "127.0.0.1" if options.address in ("0.0.0.0", "::") else options.address
     return f"http://{host}:{port}{options.prefix.rstrip('/')}/"
+
+
+def _password_login(password: str) -> Any:
+    """Panel's password page, with the password compared in constant time and failed tries
+    throttled per client (HTTP 429 and Retry-After while a client must wait)."""
+    import math
+    import time
+
+    from panel.auth import BasicAuthProvider, BasicLoginHandler
+
+    from candle_lab.ui.throttle import LoginThrottle
+
+    throttle = LoginThrottle()
+    expected = password.encode()
+
+    class Login(BasicLoginHandler):  # type: ignore[misc]
+        def _validate(self, username: str, given: str) -> bool:
+            ok = secrets.compare_digest(given.encode(), expected)
+            throttle.record(self.request.remote_ip or "", ok, time.monotonic())
+            if not ok:
+                log.warning("dashboard: failed login from %s", self.request.remote_ip)
+            return ok
+
+        def post(self) -> None:
+            wait = throttle.wait(self.request.remote_ip or "", time.monotonic())
+            if wait > 0:
+                self.set_status(429)
+                self.set_header("Retry-After", str(math.ceil(wait)))
+                self.finish(f"Too many failed logins from this address: try again in {math.ceil(wait)} s.")
+                return
+            super().post()
+
+    class Provider(BasicAuthProvider):  # type: ignore[misc]
+        @property
+        def login_handler(self) -> type[Login]:
+            Login._login_endpoint = self._login_endpoint
+            Login._login_template = self._login_template
+            return Login
+
+    return Provider()
 
 
 def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
@@ -78,16 +128,18 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
     from candle_lab.ui.app import create_app
 
     options.check()
-    port = options.port or free_port(options.address)
+    port = 0 if options.unix_socket else options.port or free_port(options.address)
     password = options.password or os.environ.get(PASSWORD_ENV) or None
     if options.exposed and not password:
         password = secrets.token_urlsafe(12)  # never serve unauthenticated beyond this host
     kwargs: dict[str, Any] = dict(options.extra)
     if password:
-        kwargs.update(basic_auth=password, cookie_secret=secrets.token_urlsafe(32))
+        kwargs.update(auth_provider=_password_login(password), cookie_secret=secrets.token_urlsafe(32))
     if options.prefix:
         kwargs["prefix"] = options.prefix
         kwargs["cookie_path"] = options.prefix.rstrip("/") + "/"  # sessions on one portal host keep their logins
+    if options.unix_socket:
+        kwargs["unix_socket"] = options.unix_socket  # no TCP port: only this user reaches it
     if options.root_path or options.prefix:
         kwargs["root_path"] = options.root_path or options.prefix.rstrip("/") + "/"
     def session() -> Any:

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 0.25
+RESTART_WAIT_SECONDS = 30.0  # at the end, for workers restarted to stop their trials
 MEMORY_TOPIC = "worker-restart-memory"  # dask's nanny: a worker past its memory limit
 STOP_GRACE_SECONDS = 10.0  # a trial asked to stop gets this long to end at an epoch boundary
 BEST_DIR = "best"
@@ -146,6 +147,7 @@ class Engine:
         self._rule = make_rule(t.early_stop, t.grace_epochs, t.min_trials, t.eta)
         self._turnaround = Turnaround()
         self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
+        self._restarts: list[threading.Thread] = []  # workers being restarted to stop a trial
         self._memory_kills: dict[str, int] = {}  # worker address -> its memory (bytes) when dask restarted it
         self._slots_read = -math.inf
         self._placed = False  # the queue-ahead event is stored once
@@ -173,6 +175,8 @@ class Engine:
                 self.client.unsubscribe_topic(TOPIC)
                 self.client.unsubscribe_topic(MEMORY_TOPIC)
             self._cancel_running("cancelled", self._stopping or "driver ended")
+            for restart in self._restarts:  # the cluster may close once its workers are back
+                restart.join(RESTART_WAIT_SECONDS)
             self.store.set_meta(elapsed=self._elapsed())
             self.store.commit()
         self.store.set_meta(state="completed" if ended != "stopped" else "stopped", ended_because=ended)
@@ -459,14 +463,6 @@ class Engine:
             del self._running[trial.trial_id]
             future.release()
             self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
-            if outcome.reason == "lost-worker" and trial.started is None and self._stopping is None:
-                # Its worker went (another trial's memory overrun, a cancelled job) before it
-                # began: not an attempt of this trial.
-                self.store.add_event("requeue", trial.trial_id, {"attempt": attempt, "reason": "worker lost before start"})
-                trial.restarts = 0
-                self.store.requeue(trial.trial_id, trial.attempt)
-                self._n.reruns.append(trial)
-                continue
             if trial.restarts:
                 outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
             if outcome.reason in RETRYABLE and outcome.attempt <= self.spec.trial.retries and self._stopping is None:
@@ -647,13 +643,15 @@ class Engine:
         self.store.add_event(reason, trial.trial_id, {"attempt": trial.attempt})
         self._count_finished(state, None)
         if trial.address and trial.started is not None:
-            threading.Thread(target=self._restart_worker, args=(trial.address,), daemon=True).start()
+            restart = threading.Thread(target=self._restart_worker, args=(trial.address,), daemon=True)
+            restart.start()
+            self._restarts = [t for t in self._restarts if t.is_alive()] + [restart]
 
     def _restart_worker(self, address: str) -> None:
         try:
             self.client.restart_workers([address], raise_for_error=False)
-        except Exception:
-            log.warning("could not restart worker %s", address, exc_info=True)
+        except Exception as exc:
+            log.warning("could not restart worker %s: %s", address, exc)
 
     def _cancel_running(self, state: str, why: str) -> None:
         for trial in list(self._running.values()):

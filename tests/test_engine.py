@@ -127,7 +127,8 @@ def test_lost_worker_trial_is_rescheduled(client: Any, root: Path) -> None:
     exp = run(model_spec("crash_once", budget={"max_trials": 2}, trial={"retries": 2}), client, root)
     records = exp.records()
     assert [t.state for t in records] == ["completed", "completed"]
-    assert all(t.attempt == 2 for t in records)
+    # 2, or 3 when the other trial's crash also took the worker it was queued on
+    assert all(t.attempt in (2, 3) for t in records)
     assert any(e[1] == "retry" and e[3]["reason"] == "lost-worker" for e in exp_events(exp))
     client.wait_for_workers(2, timeout=30)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,20 @@ def open_client(compute: ComputeSpec, exp_dir: Path) -> Iterator[Any]:
     try:
         yield client
     finally:
-        try:
-            client.close()
-        finally:
-            cluster.close()
+        with _quiet("distributed"):  # closing: workers stopping mid-task say so at length
+            try:
+                client.close()
+            finally:
+                cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only critical records of logger ``name`` while the block runs."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -92,7 +92,7 @@ def _password_login(password: str) -> Any:
     throttle = LoginThrottle()
     expected = password.encode()
 
-    class Login(BasicLoginHandler):  # type: ignore[misc]
+    class Login(BasicLoginHandler):
         def _validate(self, username: str, given: str) -> bool:
             ok = secrets.compare_digest(given.encode(), expected)
             throttle.record(self.request.remote_ip or "", ok, time.monotonic())
@@ -109,7 +109,7 @@ def _password_login(password: str) -> Any:
                 return
             super().post()
 
-    class Provider(BasicAuthProvider):  # type: ignore[misc]
+    class Provider(BasicAuthProvider):
         @property
         def login_handler(self) -> type[Login]:
             Login._login_endpoint = self._login_endpoint

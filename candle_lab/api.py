@@ -363,12 +363,8 @@ class Experiment:
         if pid is None:
             return False
         if host == socket.gethostname():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
+            if not _process_exists(pid, host):
                 return False
-            except PermissionError:
-                return True
             return time.time() - float(meta.get("heartbeat", 0)) < STALE_SECONDS * 4
         return time.time() - float(meta.get("heartbeat", 0)) < STALE_SECONDS
 

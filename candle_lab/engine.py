@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from candle_lab.clusters.profiles import load_profile
 from candle_lab.optimizers import (
     BackgroundProposer,
     DirectProposer,
@@ -42,6 +43,7 @@ from candle_lab.trial import (
     PARAMS_FILE,
     RETRYABLE,
     TOPIC,
+    Reason,
     TrialOutcome,
     TrialTask,
     read_outcome,
@@ -147,6 +149,9 @@ class Engine:
         self._rule = make_rule(t.early_stop, t.grace_epochs, t.min_trials, t.eta)
         self._turnaround = Turnaround()
         self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
+        # SLURM workers retire before their walltime and new jobs take over: a trial placed
+        # on a retiring worker could wait forever (seen in the SLURM tests), so dask places.
+        self._workers_retire = load_profile(spec.compute.profile).scheduler == "slurm"
         self._restarts: list[threading.Thread] = []  # workers being restarted to stop a trial
         self._memory_kills: dict[str, int] = {}  # worker address -> its memory (bytes) when dask restarted it
         self._slots_read = -math.inf
@@ -286,7 +291,7 @@ class Engine:
         return list(placements(self._slots, in_flight, unplaced, self._room() + len(self._n.reruns)))
 
     def _placing(self) -> bool:
-        if not self.optimizer.adaptive or not self._turnaround.queue_ahead:
+        if not self.optimizer.adaptive or not self._turnaround.queue_ahead or self._workers_retire:
             return False
         now = time.monotonic()
         if now - self._slots_read > SLOTS_SECONDS:  # workers come and go: read their list now and then
@@ -487,19 +492,14 @@ class Engine:
         exc = future.exception() if future.status == "error" else None
         killed = self._memory_kills.get(trial.address or "")
         if killed is not None and trial.started is not None:
-            return TrialOutcome(
-                trial_id=trial.trial_id,
-                attempt=attempt,
-                state="failed",
-                objective=None,
-                metrics={},
-                started=trial.started,
-                ended=time.time(),
-                worker=trial.worker,
-                reason="oom",
-                error=f"the worker's memory grew to {killed / 2**20:,.0f} MB, past its limit "
-                f"({self.spec.compute.memory or 'the machine'}): dask restarted it",
+            reason: Reason = "oom"
+            error = (
+                f"the worker's memory grew to {killed / 2**20:,.0f} MB, past its limit "
+                f"({self.spec.compute.memory or 'the machine'}): dask restarted it"
             )
+        else:
+            reason = "lost-worker"
+            error = f"{type(exc).__name__}: {exc}" if exc else "the worker holding the result was lost"
         return TrialOutcome(
             trial_id=trial.trial_id,
             attempt=attempt,
@@ -509,8 +509,8 @@ class Engine:
             started=trial.started or time.time(),
             ended=time.time(),
             worker=trial.worker,
-            reason="lost-worker",
-            error=f"{type(exc).__name__}: {exc}" if exc else "the worker holding the result was lost",
+            reason=reason,
+            error=error,
         )
 
     def _record(

@@ -98,6 +98,17 @@ class _Trial:
     target: str | None = None  # the worker it was submitted to, when the engine places trials
 
 
+def _failed(
+    trial_id: int, attempt: int, started: float | None, worker: str | None, *, reason: Reason, error: str
+) -> TrialOutcome:
+    """The outcome the driver records for an attempt whose worker gave none."""
+    now = time.time()
+    return TrialOutcome(
+        trial_id=trial_id, attempt=attempt, state="failed", objective=None, metrics={},
+        started=started or now, ended=now, worker=worker, reason=reason, error=error,
+    )
+
+
 @dataclass
 class _Counters:
     created: int = 0
@@ -176,9 +187,9 @@ class Engine:
             ended = self._loop(proposer)
         finally:
             proposer.close()
-            with contextlib.suppress(Exception):
-                self.client.unsubscribe_topic(TOPIC)
-                self.client.unsubscribe_topic(MEMORY_TOPIC)
+            for topic in (TOPIC, MEMORY_TOPIC):
+                with contextlib.suppress(Exception):
+                    self.client.unsubscribe_topic(topic)
             self._cancel_running("cancelled", self._stopping or "driver ended")
             for restart in self._restarts:  # the cluster may close once its workers are back
                 restart.join(RESTART_WAIT_SECONDS)
@@ -211,11 +222,8 @@ class Engine:
             elif t.attempt <= self.spec.trial.retries:  # running when the driver died: that attempt counts
                 attempt = t.attempt + 1
             else:
-                lost = TrialOutcome(
-                    trial_id=t.trial_id, attempt=t.attempt, state="failed", objective=None, metrics={},
-                    started=t.started or time.time(), ended=time.time(), worker=t.worker, reason="lost-worker",
-                    error=f"the driver stopped during its last attempt ({t.attempt} of {self.spec.trial.retries + 1})",
-                )
+                why = f"the driver stopped during its last attempt ({t.attempt} of {self.spec.trial.retries + 1})"
+                lost = _failed(t.trial_id, t.attempt, t.started, t.worker, reason="lost-worker", error=why)
                 told.append(self._record(t.trial_id, t.params, lost, t.run_id))
                 continue
             trial = _Trial(t.trial_id, t.run_id, t.params, t.round, attempt=attempt)
@@ -500,18 +508,7 @@ class Engine:
         else:
             reason = "lost-worker"
             error = f"{type(exc).__name__}: {exc}" if exc else "the worker holding the result was lost"
-        return TrialOutcome(
-            trial_id=trial.trial_id,
-            attempt=attempt,
-            state="failed",
-            objective=None,
-            metrics={},
-            started=trial.started or time.time(),
-            ended=time.time(),
-            worker=trial.worker,
-            reason=reason,
-            error=error,
-        )
+        return _failed(trial.trial_id, attempt, trial.started, trial.worker, reason=reason, error=error)
 
     def _record(
         self, trial_id: int, params: dict[str, Any], outcome: TrialOutcome, run_id: str | None = None

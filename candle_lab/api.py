@@ -398,12 +398,6 @@ class Experiment:
         meta = self.meta()
         return meta.get("state") == "created" and meta.get("launched_pid") is None
 
-    def dashboard(self, interval: float = 1.0) -> Any:
-        """A live Gantt chart and loss curves of this experiment, for a notebook cell."""
-        from candle_lab.widgets import ExperimentDashboard
-
-        return ExperimentDashboard(self, interval=interval).widget
-
     def _driver_process_running(self) -> bool:
         """The driver process still exists (e.g. releasing its workers after the search)."""
         meta = self.meta()
@@ -429,12 +423,6 @@ class Experiment:
         folder = self.path / REQUESTS
         folder.mkdir(exist_ok=True)
         (folder / name).touch()
-
-    def report(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the self-contained HTML report; returns its path."""
-        from candle_lab.report import write_report
-
-        return write_report(self, Path(path) if path else self.path / "report.html")
 
 
 def _progress_bar(exp: Experiment) -> Callable[[Status | None], None]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from candle_lab import api
 from candle_lab.errors import CandleLabError, SpecError
+from candle_lab.html_report import write_report
 from candle_lab.spec import ExperimentSpec, load_spec
 from candle_lab.store import list_experiments
 
@@ -45,7 +46,7 @@ class ProgressBar:
 
 def _finish(exp: api.Experiment, quiet: bool) -> int:
     status = exp.status()
-    report = exp.report()
+    report = write_report(exp)
     if quiet:
         return 0
     print(
@@ -133,8 +134,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    exp = api.open_experiment(args.experiment, args.root)
-    print(exp.report(args.output))
+    print(write_report(args.experiment, args.output, root=args.root))
     return 0
 
 

@@ -3,7 +3,7 @@
     form = candle_lab.widgets.ExperimentForm()    # model, space, search, compute
     form                                          # shows it; errors appear inline
     exp = candle_lab.run(form.spec, wait=False)   # or the form's Run button
-    exp.dashboard()                               # live Gantt and loss curves (plotly)
+    candle_lab.widgets.dashboard(exp)             # live Gantt and loss curves (plotly)
 
 The form edits the same state object as the Panel app's form (:class:`SpecForm`), so
 both give the same spec and the same messages; this module only binds widgets to it.
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from candle_lab.errors import CandleLabError, MissingDependency, expected_got
+from candle_lab.figures import curves_figure, gantt_figure
 
 if TYPE_CHECKING:
     from candle_lab.api import Experiment
@@ -320,7 +321,8 @@ class ExperimentForm:
 class ExperimentDashboard:
     """A live view of one experiment in a notebook: summary, Gantt chart of trials per
     worker and loss curves per epoch (plotly FigureWidgets), refreshed from the store by
-    a background thread until the search ends, plus Stop buttons."""
+    a background thread until the search ends, plus Stop buttons. :func:`dashboard`
+    makes one; a notebook cell shows it."""
 
     def __init__(self, exp: Experiment, interval: float = 1.0) -> None:
         try:
@@ -348,6 +350,11 @@ class ExperimentDashboard:
         self._thread = threading.Thread(target=self._poll, name=f"candle-lab-dashboard-{exp.id}", daemon=True)
         self._thread.start()
 
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
     def close(self) -> None:
         self._stopped.set()
         self.monitor.close()
@@ -367,8 +374,6 @@ class ExperimentDashboard:
                 log.warning("notebook dashboard refresh failed", exc_info=True)
 
     def update(self) -> None:
-        from candle_lab.report import gantt_figure
-
         m = self.monitor
         status = m.status
         if status is None:
@@ -382,7 +387,17 @@ class ExperimentDashboard:
         )
         self.trial.options = [str(t) for t in m.running_trials()]
         _replace(self.gantt, gantt_figure(m.trials))
-        _replace(self.curves, _curves_figure(m.curves(), m.metric))
+        _replace(self.curves, curves_figure(m.curves(), m.metric))
+
+
+def dashboard(exp: Experiment, interval: float = 1.0) -> ExperimentDashboard:
+    """A live view of ``exp`` for a notebook cell: Gantt chart of trials per worker, loss
+    curves and Stop buttons, refreshed every ``interval`` seconds until the search ends.
+
+        board = candle_lab.widgets.dashboard(exp)
+        board            # shows it; board.close() stops the refreshing
+    """
+    return ExperimentDashboard(exp, interval=interval)
 
 
 def _replace(widget: Any, figure: Any) -> None:
@@ -391,14 +406,6 @@ def _replace(widget: Any, figure: Any) -> None:
         widget.layout = figure.layout
     widget.data = ()
     widget.add_traces(list(figure.data))
-
-
-def _curves_figure(curves: dict[int, Any], metric: str) -> Any:
-    import plotly.graph_objects as go
-
-    fig = go.Figure([go.Scatter(x=c["step"], y=c["value"], mode="lines", name=f"trial {t}") for t, c in curves.items()])
-    fig.update_layout(title=f"{metric or 'metric'} per epoch", xaxis_title="epoch", height=320)
-    return fig
 
 
 def _blank(value: Any) -> bool:

@@ -13,6 +13,7 @@ from conftest import model_spec
 
 import candle_lab
 from candle_lab import monitor
+from candle_lab.html_report import write_report
 
 
 def run(spec: dict[str, Any], client: Any, root: Path) -> candle_lab.Experiment:
@@ -212,7 +213,8 @@ def test_python_function_and_report(client: Any, root: Path) -> None:
     frame = exp.trials
     assert isinstance(frame, pd.DataFrame) and len(frame) == 4
     assert frame["objective"].tolist() == pytest.approx([(x - 0.5) ** 2 for x in frame["param.x"]])
-    report = exp.report()
+    report = write_report(exp)
+    assert report == exp.path / "report.html"
     text = report.read_text()
     assert "Trials per worker" in text and "plotly" in text and exp.best.run_id in text  # type: ignore[union-attr]
 

@@ -23,7 +23,7 @@ def test_gallery_notebook_runs_an_experiment(tmp_path: Path) -> None:
     nb = nbformat.read(notebook, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(  # what the live Gantt chart holds once the search ended
         "import time\n"
-        "gantt = dashboard.children[2]\n"
+        "gantt = dashboard.gantt\n"
         "deadline = time.time() + 15\n"
         "while sum(len(t.x) for t in gantt.data) < 4 and time.time() < deadline:\n"
         "    time.sleep(0.2)\n"

@@ -15,7 +15,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LinearColorMa
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
-from candle_lab.report import STATE_COLOURS
+from candle_lab.figures import STATE_COLOURS
 
 HEIGHT = 300
 

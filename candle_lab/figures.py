@@ -1,0 +1,84 @@
+"""Plotly figures of an experiment, shared by the HTML report and the notebook dashboard,
+and the trial-state colours that every front end (the Bokeh app too) draws with.
+
+Each builder takes what :mod:`candle_lab.monitor` computes from the store and returns a
+``plotly.graph_objects.Figure``; plotly is imported only when a figure is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from candle_lab import monitor
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+STATE_COLOURS: dict[str, tuple[str, str]] = {  # state -> two shades, alternating along a worker lane
+    "completed": ("#1f77b4", "#ff7f0e"),  # neighbours contrast
+    "failed": ("#d62728", "#8c1a1b"),
+    "stopped": ("#7f7f7f", "#4d4d4d"),
+    "cancelled": ("#c7c7c7", "#a0a0a0"),
+    "running": ("#2ca02c", "#98df8a"),
+    "queued": ("#e0e0e0", "#e0e0e0"),
+}
+
+
+def gantt_figure(trials: pd.DataFrame) -> Any:
+    """Trials as bars per worker lane, coloured by state with alternating shades."""
+    import plotly.graph_objects as go
+
+    rows = monitor.gantt_rows(trials)
+    fig = go.Figure()
+    for state, colours in STATE_COLOURS.items():
+        part = rows[rows["state"] == state]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=(part["end"] - part["start"]).to_numpy(),
+                base=part["start"].to_numpy(),
+                y=part["lane"].to_numpy(),
+                orientation="h",
+                name=state,
+                marker={"color": [colours[int(s)] for s in part["shade"]], "line": {"width": 0}},
+                customdata=part[["trial_id", "objective"]].to_numpy(),
+                hovertemplate="trial %{customdata[0]}<br>objective %{customdata[1]}<br>"
+                "%{base:.1f}s + %{x:.1f}s<extra>" + state + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title="Trials per worker", barmode="overlay", xaxis_title="seconds since first trial started",
+        yaxis_title="worker", bargap=0.15, height=max(300, 40 * rows["lane"].nunique() + 120),
+    )
+    return fig
+
+
+def utilization_figure(running: pd.DataFrame, workers: int) -> Any:
+    """Running trials over time (:func:`monitor.running_over_time`) against the workers."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=running["time"], y=running["running"], line_shape="hv", name="running"))
+    fig.add_hline(y=workers, line_dash="dot", annotation_text="workers")
+    fig.update_layout(title="Running trials", xaxis_title="seconds", yaxis_title="trials", height=300)
+    return fig
+
+
+def best_so_far_figure(progress: pd.DataFrame, metric: str, direction: str) -> Any:
+    """Each finished trial's objective and the best so far (:func:`monitor.best_so_far`)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=progress["ended"], y=progress["objective"], mode="markers", name="trial"))
+    fig.add_trace(go.Scatter(x=progress["ended"], y=progress["best"], line_shape="hv", name="best so far"))
+    fig.update_layout(title=f"{metric} ({direction})", xaxis_title="seconds", height=350)
+    return fig
+
+
+def curves_figure(curves: dict[int, pd.DataFrame], metric: str) -> Any:
+    """One line per trial of a metric per epoch (``step`` and ``value`` columns)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=c["step"], y=c["value"], mode="lines", name=f"trial {t}") for t, c in curves.items()])
+    fig.update_layout(title=f"{metric or 'metric'} per epoch", xaxis_title="epoch", height=320)
+    return fig

@@ -1,5 +1,6 @@
 """The Open OnDemand app (extensions/ondemand/): generated from site profiles, its ERB
-templates rendered by Ruby (tests/ood_render.rb stands in for the portal), and a session
+templates rendered by Ruby (tests/ood_render.rb stands in for the portal), its shell files
+checked by shellcheck, and a session
 run for real on the single-node SLURM (scripts/slurm-up): the job composed the way
 OnDemand's basic template composes it, the dashboard behind the /node/<host>/<port>/
 prefix, logged in with the generated password from the rendered view, an experiment
@@ -28,12 +29,16 @@ from conftest import REPO, TESTS
 from candle_lab import api
 from candle_lab.clusters.profiles import load_profile, memory_bytes, walltime_seconds
 from candle_lab.errors import SpecError
-from candle_lab.ondemand import app_files, app_options, build_app, check_form
+from candle_lab.ondemand import app_files, app_options, build_app, check_form, render_template
+from candle_lab.ondemand.app import AppTemplate
 
 APP = REPO / "extensions" / "ondemand"
 RENDER = TESTS / "ood_render.rb"
 SHOTS = REPO / "test-artifacts" / "screenshots"
 ERB_FILES = ["submit.yml.erb", "view.html.erb", "info.md.erb", "template/before.sh.erb", "template/script.sh.erb"]
+SHELL_FILES = ["template/after.sh", "template/before.sh.erb", "template/script.sh.erb"]
+# CI (CI=true) has shellcheck (scripts/ruby-up): its test fails there rather than skip.
+ON_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 # A valid choice on the biowulf profile; cases change some of its fields.
 BIOWULF = {
@@ -79,6 +84,18 @@ def ruby() -> str:
         assert result.returncode == 0, f"could not install ruby:\n{result.stderr}"
     found = shutil.which("ruby")
     assert found, "ruby is not installed and scripts/ruby-up could not install it"
+    return found
+
+
+@pytest.fixture(scope="module")
+def shellcheck() -> str:
+    """Debian's ShellCheck (scripts/ruby-up installs it for CI)."""
+    found = shutil.which("shellcheck")
+    if found is None:
+        message = "shellcheck is not installed (Debian package shellcheck; scripts/ruby-up installs it)"
+        if ON_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     return found
 
 
@@ -161,6 +178,33 @@ def test_checked_in_app_is_the_generated_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("site", ["biowulf", "lab", "generic-slurm"])
+def test_yaml_files_read_the_same_in_ruby(ruby: str, site: str, tmp_path: Path) -> None:
+    """form.yml and manifest.yml as the portal's YAML (Ruby's) reads them: what Python reads."""
+    build_app(site, tmp_path)
+    for name in ("form.yml", "manifest.yml"):
+        result = subprocess.run(
+            [ruby, "-ryaml", "-rjson", "-e", "print JSON.generate(YAML.safe_load(File.read(ARGV[0])))",
+             str(tmp_path / name)],
+            capture_output=True, text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == yaml.safe_load((tmp_path / name).read_text()), name
+
+
+def test_templates_fill_every_placeholder() -> None:
+    """``@{name}`` placeholders only (the files' own $, braces and ERB pass through); a
+    missing or unused value, or a stray @, is an error rather than a broken app."""
+    text = 'echo "${HOME}" <%= x %> #{ruby} user@@host @{site}'
+    assert AppTemplate(text).substitute(site="lab") == 'echo "${HOME}" <%= x %> #{ruby} user@host lab'
+    with pytest.raises(ValueError):
+        AppTemplate("user@host").substitute()
+    with pytest.raises(ValueError, match=r"missing \['python'\]"):
+        render_template("README.md", site="lab", cluster="lab")
+    with pytest.raises(ValueError, match=r"unused \['site'\]"):
+        render_template("template/after.sh", site="lab")
+
+
+@pytest.mark.parametrize("site", ["biowulf", "lab", "generic-slurm"])
 def test_form_offers_only_the_profiles_choices(site: str) -> None:
     options = app_options(site)
     form = yaml.safe_load(next(f.text for f in app_files(options) if f.path == "form.yml"))
@@ -218,7 +262,7 @@ def test_job_templates_and_view(ruby: str, mode: str) -> None:
     assert "module load python/3.11" in before  # the profile's set-up
     assert "candle_lab.cli ondemand check --site" in before
     assert before.index("ondemand check") < before.index("find_port")  # refused before anything starts
-    for line in ('export port="$(find_port "${host}")"', 'export password="$(create_passwd 24)"',
+    for line in ('port="$(find_port "${host}")"', 'password="$(create_passwd 24)"', "export port password",
                  'export host="${host:-$(hostname)}"', "export CANDLE_LAB_DRIVER_JOB=1"):
         assert line in before
     script = render(ruby, APP, "template/script.sh.erb", values)
@@ -240,6 +284,24 @@ def test_job_templates_and_view(ruby: str, mode: str) -> None:
         assert "username" not in view and "Connect to JupyterLab" in view
     info = render(ruby, APP, "info.md.erb", values, card={"job_id": "4242", "cluster_id": "biowulf"})
     assert "SLURM job `4242` on `biowulf`" in info
+
+
+@pytest.mark.parametrize("site", ["biowulf", "lab", "generic-slurm"])
+def test_shell_files_pass_shellcheck(ruby: str, shellcheck: str, site: str, tmp_path: Path) -> None:
+    """The app's shell files as the session's job gets them: staged and rendered by the
+    portal's ERB for each mode (a plain and a hostile working directory), the profile's
+    set-up lines included. Their shellcheck directives say which shell sources them."""
+    app = tmp_path / "app"
+    build_app(site, app)
+    shell = sorted(p.relative_to(app).as_posix() for p in app.rglob("*") if p.name.endswith((".sh", ".sh.erb")))
+    assert shell == SHELL_FILES  # none left unchecked
+    profile = load_profile(site)
+    base = {**BIOWULF, "partition": profile.cpu_partition or next(iter(profile.partitions)), "gpu_type": "none"}
+    for mode, workdir in (("dashboard", "~/hpo runs"), ("jupyterlab", "/data/x; touch 'PWNED' $(id)")):
+        session = stage(ruby, app, {**base, "mode": mode, "working_dir": workdir}, tmp_path / mode)
+        files = [str(session / Path(name).name.removesuffix(".erb")) for name in SHELL_FILES]
+        result = subprocess.run([shellcheck, *files], capture_output=True, text=True)
+        assert result.returncode == 0, f"{site}, {mode}:\n{result.stdout}{result.stderr}"
 
 
 # ------------------------------------------------------------------ invalid choices

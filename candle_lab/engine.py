@@ -49,6 +49,7 @@ from candle_lab.trial import (
     read_outcome,
     request_stop,
     run_trial,
+    started_attempts,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ BEST_DIR = "best"
 COALESCE_SECONDS = 0.0
 QUEUE_AHEAD = 16  # non-adaptive searches: trials queued on the scheduler beyond the workers
 SLOTS_SECONDS = 5.0  # placing trials: how often the workers' list is read again
+UNSTARTED_LOSSES = 3  # a trial whose worker dies before it starts is re-queued this often, free
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class _Trial:
     restarts: int = 0  # times dask re-ran this attempt elsewhere after its worker left
     stop_reason: str | None = None
     target: str | None = None  # the worker it was submitted to, when the engine places trials
+    unstarted_losses: int = 0  # times its worker was lost while it waited behind another trial
 
 
 def _failed(
@@ -206,6 +209,7 @@ class Engine:
         records = self.store.trials()
         self.optimizer.register([Proposal(t.params, t.run_id) for t in records])
         told: list[Observation] = []
+        began = started_attempts(self.exp_dir)
         for t in records:
             if t.finished:
                 loss = self._loss(t.objective) if t.state == "completed" else None
@@ -217,7 +221,7 @@ class Engine:
                 # Finished on its worker while no driver was listening.
                 told.append(self._record(t.trial_id, t.params, outcome, t.run_id))
                 continue
-            if t.state == "queued":  # never started: the same attempt, none is used up
+            if t.state == "queued" and (t.trial_id, t.attempt) not in began:  # never started: none used up
                 attempt = t.attempt
             elif t.attempt <= self.spec.trial.retries:  # running when the driver died: that attempt counts
                 attempt = t.attempt + 1
@@ -344,7 +348,7 @@ class Engine:
             futures = self.client.map(
                 run_trial,
                 [self._task(t) for t in group],
-                key=[f"{self.key}-trial{t.trial_id}-a{t.attempt}" for t in group],
+                key=[self._task_key(t) for t in group],
                 pure=False,
                 resources=self.resources,
                 **where,
@@ -355,6 +359,11 @@ class Engine:
                 trial.future = future
                 self._running[trial.trial_id] = trial
                 future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
+
+    def _task_key(self, t: _Trial) -> str:
+        """Unique per submission: a key dask still holds would hand back its old result."""
+        again = f"-q{t.unstarted_losses}" if t.unstarted_losses else ""
+        return f"{self.key}-trial{t.trial_id}-a{t.attempt}{again}"
 
     def _task(self, t: _Trial) -> TrialTask:
         return TrialTask(
@@ -475,6 +484,11 @@ class Engine:
                 continue
             del self._running[trial.trial_id]
             future.release()
+            if self._never_started(trial, attempt, outcome):
+                self.store.add_event("requeued", trial.trial_id, {"attempt": attempt, "reason": outcome.reason})
+                self.store.requeue(trial.trial_id, attempt, outcome.reason, "its worker was lost before it started")
+                self._n.reruns.append(trial)
+                continue
             self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
             if trial.restarts:
                 outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
@@ -490,6 +504,16 @@ class Engine:
                 continue
             observations.append(self._record(trial.trial_id, trial.params, outcome, trial.run_id))
         return observations
+
+    def _never_started(self, trial: _Trial, attempt: int, outcome: TrialOutcome) -> bool:
+        """A trial whose worker died while it waited behind another (no start event, no
+        line in ``EXP/starts/``) keeps its attempt: the trial that ran is charged."""
+        if outcome.reason != "lost-worker" or trial.started is not None or trial.restarts:
+            return False
+        if trial.unstarted_losses >= UNSTARTED_LOSSES or (trial.trial_id, attempt) in started_attempts(self.exp_dir):
+            return False
+        trial.unstarted_losses += 1
+        return True
 
     def _outcome_of(self, trial: _Trial, attempt: int, future: Any) -> TrialOutcome | None:
         if future.status == "cancelled":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import io
 import json
 import logging
@@ -21,10 +22,11 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,11 @@ RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 LOG_FILE = "output.log"
 MODEL_FILE = "model.keras"
+STARTS_DIR = "starts"  # EXP/starts/<host>-<pid>: the attempts each worker process began
 
-Reason = Literal["exception", "import", "oom", "nan", "timeout", "lost-worker", "stopped", "early-stop"]
+Reason = Literal[
+    "exception", "import", "oom", "disk-full", "nan", "timeout", "lost-worker", "stopped", "early-stop"
+]
 RETRYABLE: frozenset[str] = frozenset({"exception", "oom", "lost-worker"})
 
 
@@ -163,7 +168,10 @@ def _announce(key: tuple[str, int]) -> None:
     if item is not None:
         ctx, data = item
         ctx.emit("start", **data)
-        ctx.prepare_dir()
+        try:
+            ctx.prepare_dir()
+        except OSError as exc:  # the model meets the same error and says so in its outcome
+            log.warning("could not write the run folder %s: %s", ctx.run_dir, exc)
 
 
 def _announce_loop() -> None:
@@ -221,6 +229,8 @@ def classify(exc: BaseException) -> Reason:
         return "timeout"
     if isinstance(exc, ImportError):
         return "import"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk-full"
     text = str(exc).lower()
     if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ or "out of memory" in text:
         return "oom"
@@ -233,6 +243,7 @@ class _LazyLog(io.TextIOBase):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._file: io.TextIOWrapper | None = None
+        _open_logs.add(self)
 
     def writable(self) -> bool:
         return True
@@ -251,7 +262,22 @@ class _LazyLog(io.TextIOBase):
         if self._file is not None:
             self._file.close()
             self._file = None  # TextIOBase.close() flushes: nothing left to flush
+        _open_logs.discard(self)
         super().close()
+
+
+_open_logs: weakref.WeakSet[_LazyLog] = weakref.WeakSet()
+
+
+def _flush_logs() -> None:
+    """Before a model forks (``multiprocessing``, data loaders): what its log holds is
+    written now, so that the child does not write it a second time."""
+    for out in list(_open_logs):
+        with contextlib.suppress(Exception):
+            out.flush()
+
+
+os.register_at_fork(before=_flush_logs)
 
 
 _output: contextvars.ContextVar[_LazyLog | None] = contextvars.ContextVar("candle_lab_trial_output", default=None)
@@ -290,6 +316,10 @@ class _Router(io.TextIOBase):
 
     def isatty(self) -> bool:
         return _output.get() is None and bool(self.fallback.isatty())
+
+    def close(self) -> None:
+        """A model that closes ``sys.stdout`` closes nothing: the stream is shared by the
+        other trials of this process and by the host."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.fallback, name)
@@ -352,10 +382,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     run_dir = Path(task.run_dir)
     started = time.time()
     ctx = TrialContext(task, worker, run_dir, started)
-    if task.attempt > 1:
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
-    if task.attempt > 1 or (task.fn is None and task.model.get("kind") != "callable"):
-        ctx.prepare_dir()  # models that use their run folder; callables get it once they last
+    _journal_start(task)
     name = None if worker is None else str(worker.name if worker.name is not None else worker.address)
     gpu = configure_resources(task, name)
     if "SLURM_JOB_ID" in os.environ:  # one worker per SLURM job: the job names its Gantt lane
@@ -376,6 +403,10 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     error: str | None = None
     model_file: str | None = None
     try:
+        if task.attempt > 1:
+            (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        if task.attempt > 1 or (task.fn is None and task.model.get("kind") != "callable"):
+            ctx.prepare_dir()  # models that use their run folder; callables get it once they last
         with _output_to(run_dir / LOG_FILE):
             raw = run_model(task, run_dir)
             result = interpret(raw, task.metric)
@@ -416,10 +447,47 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     # The driver records the outcome from the task's result; this file is for a driver
     # that died meanwhile. A half-written file reads as "not finished": resume re-runs it.
     # It holds the parameters too: a trial shorter than START_DELAY has no params.json.
-    run_dir.mkdir(parents=True, exist_ok=True)
     data = {**outcome.to_json(), "params": task.params}
-    (run_dir / RESULT_FILE).write_text(json.dumps(data, allow_nan=True, default=str), encoding="utf-8")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RESULT_FILE).write_text(json.dumps(data, allow_nan=True, default=str), encoding="utf-8")
+    except OSError as exc:  # a full disk: the driver still records the outcome it is handed
+        log.warning("could not write %s: %s", run_dir / RESULT_FILE, exc)
     return outcome
+
+
+_journals: dict[Path, IO[str]] = {}
+_journal_lock = threading.Lock()
+
+
+def _journal_start(task: TrialTask) -> None:
+    """Note on disk, before the model runs, that this attempt began (one line in this
+    process's file of ``EXP/starts/``). When a worker dies, the driver reads it to tell
+    the trial that ran there from those that only waited behind it."""
+    folder = Path(task.run_dir).parent / STARTS_DIR
+    try:
+        with _journal_lock:
+            out = _journals.get(folder)
+            if out is None:
+                folder.mkdir(exist_ok=True)
+                out = _journals[folder] = (folder / f"{socket.gethostname()}-{os.getpid()}").open("a", encoding="utf-8")
+            out.write(f"{task.trial_id} {task.attempt}\n")
+            out.flush()  # in the kernel's hands: it outlives this process
+    except OSError as exc:
+        log.warning("could not note the start of trial %d in %s: %s", task.trial_id, folder, exc)
+
+
+def started_attempts(exp_dir: Path) -> set[tuple[int, int]]:
+    """The (trial id, attempt) pairs some worker began, from ``EXP/starts/``."""
+    began: set[tuple[int, int]] = set()
+    with contextlib.suppress(OSError):
+        for path in (exp_dir / STARTS_DIR).iterdir():
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    trial_id, _, attempt = line.partition(" ")
+                    if trial_id.isdigit() and attempt.isdigit():
+                        began.add((int(trial_id), int(attempt)))
+    return began
 
 
 def read_outcome(run_dir: Path) -> TrialOutcome | None:

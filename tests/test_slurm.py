@@ -118,23 +118,27 @@ def test_async_experiment_on_slurm_gpu_workers(slurm: None, tmp_path: Path) -> N
     assert not our_jobs(), "worker jobs were left in the queue"
 
 
-def test_cancelled_worker_job_loses_nothing(slurm: None, tmp_path: Path) -> None:
+def test_three_cancelled_worker_jobs_lose_nothing(slurm: None, tmp_path: Path) -> None:
+    """``scancel`` of the job running a trial, three times: each of those trials runs again
+    in another job with its next attempt, no other trial uses an attempt, all complete."""
     exp = candle_lab.run(gpu_spec(6, 3.0), wait=False, root=tmp_path)
-    deadline = time.monotonic() + 120
-    while not any(t.state == "running" for t in exp.records()):
-        assert time.monotonic() < deadline and exp.status().state in ("created", "running")
-        time.sleep(0.2)
-    running = next(t for t in exp.records() if t.state == "running")
-    job_file = exp.path / running.run_id / "slurm_job"
-    while not job_file.is_file() or not job_file.read_text():
-        assert time.monotonic() < deadline
+    cancelled: dict[int, str] = {}
+    deadline = time.monotonic() + 180
+    while len(cancelled) < 3:
+        assert time.monotonic() < deadline and exp.status().state in ("created", "running"), cancelled
+        for t in exp.records():
+            job_file = exp.path / t.run_id / "slurm_job"
+            if t.state == "running" and t.trial_id not in cancelled and job_file.is_file() and job_file.read_text():
+                cancelled[t.trial_id] = job_file.read_text()
+                subprocess.run(["scancel", cancelled[t.trial_id]], check=True)
+                break
         time.sleep(0.1)
-    victim = job_file.read_text()
-    subprocess.run(["scancel", victim], check=True)
-    status = exp.wait(timeout=240)
-    assert status.state == "completed" and status.completed == 6, [(t.state, t.error) for t in exp.records()]
-    again = exp.records()[running.trial_id]
-    assert again.attempt > 1 and again.metrics and again.metrics["slurm_job"] != float(victim)  # ran elsewhere
+    status = exp.wait(timeout=300)
+    trials = exp.records()
+    assert status.state == "completed" and status.completed == 6, [(t.state, t.error) for t in trials]
+    assert {t.trial_id: t.attempt for t in trials if t.attempt > 1} == dict.fromkeys(cancelled, 2)  # exact
+    for trial_id, job in cancelled.items():
+        assert trials[trial_id].metrics and trials[trial_id].metrics["slurm_job"] != float(job)  # ran elsewhere
     assert not our_jobs()
 
 

@@ -131,3 +131,43 @@ def hog(params: dict[str, Any]) -> float:
             time.sleep(0.05)
     time.sleep(0.2)
     return float(params["x"])
+
+
+def pid_sleepy(params: dict[str, Any]) -> float:
+    """Leaves its worker's pid in its run folder (for tests that kill workers), then sleeps."""
+    ctx = current_trial()
+    assert ctx is not None
+    (ctx.prepare_dir() / f"pid-{ctx.task.attempt}").write_text(str(os.getpid()))
+    time.sleep(float(params.get("sleep", 1.0)))
+    return float(params["x"])
+
+
+def fills_disk(params: dict[str, Any]) -> float:
+    """x == 1 writes into its run folder until the disk is full (and leaves it full)."""
+    ctx = current_trial()
+    if params["x"] == 1 and ctx is not None:
+        with (ctx.prepare_dir() / "big.bin").open("wb") as out:
+            for _ in range(160):
+                out.write(b"\0" * (64 << 10))
+                out.flush()
+    return float(params["x"])
+
+
+def unruly(params: dict[str, Any]) -> float:
+    """x == 0 closes stdout and stderr; x == 1 forks a child process that prints; others print."""
+    import multiprocessing
+    import sys
+
+    x = params["x"]
+    print(f"x={x} first line")
+    if x == 0:
+        sys.stdout.close()
+        sys.stderr.close()
+        print(f"x={x} printed after closing stdout")
+    elif x == 1:
+        child = multiprocessing.get_context("fork").Process(target=print, args=(f"x={x} child line",))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0, child.exitcode
+    print(f"x={x} last line")
+    return float(x)

@@ -7,6 +7,7 @@ from typing import Any
 
 import dask
 
+from candle_lab.clusters import dask_settings
 from candle_lab.spec import ComputeSpec
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,8 @@ def start_local(compute: ComputeSpec) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
     _quiet_dashboard_origins()
-    # A lost worker fails its task at once; the engine, not dask, decides about retries.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    dask.config.set(dask_settings.WORKER)  # the nannies live in this process: read at every restart
+    with dask.config.set(dask_settings.SCHEDULER):
         cluster = LocalCluster(
             n_workers=compute.workers,
             threads_per_worker=1,

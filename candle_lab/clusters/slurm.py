@@ -19,6 +19,7 @@ from typing import Any
 
 import dask
 
+from candle_lab.clusters import dask_settings
 from candle_lab.clusters.profiles import Resolved, load_profile, memory_bytes, worker_lifetime, worker_python
 from candle_lab.errors import CandleLabError, MissingDependency
 
@@ -56,7 +57,7 @@ def cluster_kwargs(resolved: Resolved, exp_dir: Path) -> dict[str, Any]:
         "job_name": f"candle-lab-{exp_dir.name}",
         "job_extra_directives": directives,
         "worker_extra_args": extra_args,
-        "job_script_prologue": list(resolved.profile.env_setup),
+        "job_script_prologue": [*resolved.profile.env_setup, *dask_settings.worker_exports()],
         "interface": resolved.profile.interface,
         "local_directory": resolved.profile.local_directory,
         "log_directory": str(logs),
@@ -90,7 +91,7 @@ def start_slurm(resolved: Resolved, exp_dir: Path, adaptive: bool = True) -> tup
         kwargs.update(security=security, protocol="tls://", shared_temp_directory=str(tls_directory(exp_dir)))
     # A cancelled or ended job fails its running task at once (dask would rerun it on
     # another job unseen): the engine, not dask, decides about retries.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    with dask.config.set(dask_settings.SCHEDULER):
         cluster = SLURMCluster(**kwargs)
     log.info(
         "SLURM workers: up to %d on %s; job script:\n%s", resolved.workers, resolved.partition, cluster.job_script()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from candle_lab.api import Experiment, open_experiment, resume, run
 from candle_lab.errors import CandleLabError, SpecError
 from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
-from candle_lab.trial import current_trial, report
+from candle_lab.trial.context import current_trial, report
 
 __version__ = "0.1.0"
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from candle_lab import settings
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
+from candle_lab.states import ExperimentState, TrialState
 from candle_lab.store import (
     DB_NAME,
     REQUESTS,
@@ -34,6 +36,7 @@ from candle_lab.store import (
     list_experiments,
     new_experiment_dir,
 )
+from candle_lab.store.layout import DRIVER_LOG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SpecLike = ExperimentSpec | str | os.PathLike[str] | Mapping[str, Any]
-DRIVER_LOG = "driver.log"
 STALE_SECONDS = 15.0
 
 
@@ -70,7 +72,7 @@ def create_experiment(spec: SpecLike, root: str | os.PathLike[str] | None = None
             spec=spec.to_dict(),
             seed=spec.search.seed,
             created=time.time(),
-            state="created",
+            state=ExperimentState.CREATED,
         )
         store.add_event("created")
         store.commit()
@@ -94,21 +96,20 @@ def drive(
         store.commit()
         try:
             spec = load_spec(exp_dir / SPEC_NAME)
-            resolve(spec.compute)  # a bad compute request fails before anything is submitted
-            with contextlib.nullcontext(client) if client is not None else open_client(spec.compute, exp_dir) as c:
+            resolved = resolve(spec.compute)  # a bad compute request fails before anything is submitted
+            with contextlib.nullcontext(client) if client is not None else open_client(resolved, exp_dir) as c:
                 store.set_meta(scheduler=c.scheduler.address, dashboard=c.dashboard_link)
-                engine = Engine(
-                    spec, exp_dir, store, c, fn=fn, observer=observer, resources=task_resources(spec.compute)
-                )
+                engine = Engine(spec, exp_dir, store, c, fn=fn, observer=observer, resources=task_resources(resolved),
+                                workers_retire=resolved.profile.scheduler == "slurm")
                 return engine.run()
         except KeyboardInterrupt:
-            store.set_meta(state="interrupted")
+            store.set_meta(state=ExperimentState.INTERRUPTED)
             store.commit()
             raise
         except BaseException as exc:
             # What the user can fix is said in one message; anything else keeps its traceback.
             error = str(exc) if isinstance(exc, CandleLabError) else "".join(traceback.format_exception(exc))
-            store.set_meta(state="failed", error=error)
+            store.set_meta(state=ExperimentState.FAILED, error=error)
             store.commit()
             raise
 
@@ -187,7 +188,7 @@ def _start(
         exp._thread.start()
     else:
         command = [sys.executable, "-m", "candle_lab.cli", "resume", str(path), "--quiet"]
-        if os.environ.get("CANDLE_LAB_DRIVER_JOB"):  # in a portal session: outlive it as a SLURM job
+        if settings.driver_job():  # in a portal session: outlive it as a SLURM job
             from candle_lab.clusters.slurm import submit_driver_job
 
             if submit_driver_job(command, path, exp.spec.compute.profile) is not None:
@@ -309,7 +310,7 @@ class Experiment:
         best: TrialRecord | None = None
         for t in records:
             if (
-                t.state == "completed"
+                t.state == TrialState.COMPLETED
                 and t.objective is not None
                 and (
                     best is None or objective.better(t.objective, best.objective)  # type: ignore[arg-type]
@@ -330,17 +331,19 @@ class Experiment:
         alive = self.driver_alive(meta)
         state = str(meta.get("state", "unknown"))
         ended_because = meta.get("ended_because")
-        if state == "running" and not alive:
-            state = "crashed"
-        elif state == "created" and not _process_exists(meta.get("launched_pid"), meta.get("driver_host")):
+        if state == ExperimentState.RUNNING and not alive:
+            state = ExperimentState.CRASHED
+        elif state == ExperimentState.CREATED and not _process_exists(meta.get("launched_pid"),
+                                                                      meta.get("driver_host")):
             if meta.get("launched_pid") is not None and meta.get("driver_pid") is None:
-                state, ended_because = "failed", f"the driver exited before it started: {self._driver_log_tail()}"
-        elif state == "failed" and not ended_because and meta.get("error"):
+                state = ExperimentState.FAILED
+                ended_because = f"the driver exited before it started: {self._driver_log_tail()}"
+        elif state == ExperimentState.FAILED and not ended_because and meta.get("error"):
             ended_because = str(meta["error"]).strip().splitlines()[-1]
         return Status(
             id=self.id,
             name=str(meta.get("name", "")),
-            state=state,
+            state=str(state),
             trials=trials,
             completed=counts.get("completed", 0),
             failed=counts.get("failed", 0),
@@ -357,7 +360,7 @@ class Experiment:
         if self._thread is not None and self._thread.is_alive():
             return True
         meta = meta if meta is not None else self.meta()
-        if meta.get("state") not in ("running", "created"):
+        if meta.get("state") not in (ExperimentState.RUNNING, ExperimentState.CREATED):
             return False
         pid, host = meta.get("driver_pid"), meta.get("driver_host")
         if pid is None:
@@ -396,7 +399,7 @@ class Experiment:
             return True
         # Created and no driver seen yet: it is starting (or queued as a SLURM job).
         meta = self.meta()
-        return meta.get("state") == "created" and meta.get("launched_pid") is None
+        return meta.get("state") == ExperimentState.CREATED and meta.get("launched_pid") is None
 
     def _driver_process_running(self) -> bool:
         """The driver process still exists (e.g. releasing its workers after the search)."""

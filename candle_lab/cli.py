@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from candle_lab import api
+from candle_lab import api, settings
 from candle_lab.errors import CandleLabError, SpecError
 from candle_lab.html_report import write_report
 from candle_lab.spec import ExperimentSpec, load_spec
@@ -188,7 +187,7 @@ def cmd_job_script(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from candle_lab.ui.server import PASSWORD_ENV, ServeOptions, start_server
+    from candle_lab.ui.server import ServeOptions, start_server
 
     options = ServeOptions(
         address=args.address,
@@ -203,7 +202,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     )
     server, address, password = start_server(options)
     print(f"candle_lab dashboard: {address}", flush=True)
-    if password and not (args.password or os.environ.get(PASSWORD_ENV)):  # generated: say it, once
+    if password and not (args.password or settings.password()):  # generated: say it, once
         print(f"password: {password}", flush=True)
     server.start()
     try:
@@ -234,7 +233,7 @@ def cmd_ondemand_check(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="candle-lab", description="Hyperparameter optimization on dask and SLURM.")
     parser.add_argument(
-        "--root", type=Path, default=None, help="experiments folder (default: $CANDLE_LAB_HOME or ./experiments)"
+        "--root", type=Path, default=None, help=f"experiments folder (default: ${settings.HOME_ENV} or ./experiments)"
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -293,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--password", default=None,
-        help="password to log in (default: $CANDLE_LAB_PASSWORD; generated when not on loopback)",
+        help=f"password to log in (default: ${settings.PASSWORD_ENV}; generated when not on loopback)",
     )
     p.add_argument("--experiment", default=None, help="open this experiment on the dashboard")
     p.set_defaults(func=cmd_dashboard)

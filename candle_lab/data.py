@@ -20,11 +20,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from candle_lab import settings
 from candle_lab.errors import CandleLabError
 
 log = logging.getLogger(__name__)
 
-ENV_CACHE = "CANDLE_LAB_DATA"
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
@@ -32,8 +32,7 @@ TIMEOUT_S = 60.0
 
 def default_cache_dir() -> Path:
     """``$CANDLE_LAB_DATA``, else ``~/.cache/candle_lab/data``."""
-    env = os.environ.get(ENV_CACHE)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "candle_lab" / "data"
+    return settings.data_dir() or Path.home() / ".cache" / "candle_lab" / "data"
 
 
 def md5sum(path: str | os.PathLike[str]) -> str:

@@ -3,16 +3,15 @@ benchmarks, ``default_model.txt``). Forms offer them as starting points."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from candle_lab import settings
 from candle_lab.errors import SpecError, did_you_mean
 
-GALLERY_ENV = "CANDLE_LAB_GALLERY"
 SPEC_FILE = "experiment.yaml"
 
 
@@ -35,7 +34,7 @@ class GalleryModel:
 
 def gallery_dirs() -> list[Path]:
     """``$CANDLE_LAB_GALLERY`` (``os.pathsep``-separated), the installed copy, the source tree."""
-    dirs = [Path(p).expanduser() for p in os.environ.get(GALLERY_ENV, "").split(os.pathsep) if p]
+    dirs = settings.gallery_dirs()
     packaged = resources.files("candle_lab") / "_gallery"
     if packaged.is_dir():
         dirs.append(Path(str(packaged)))

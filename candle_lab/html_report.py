@@ -18,10 +18,10 @@ from pathlib import Path
 from candle_lab import monitor
 from candle_lab.api import Experiment, open_experiment
 from candle_lab.figures import best_so_far_figure, gantt_figure, utilization_figure
+from candle_lab.store.layout import REPORT_NAME
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 
 
 def write_report(

@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 from candle_lab.errors import MissingDependency
-from candle_lab.trial import current_trial, report
+from candle_lab.store.layout import CHECKPOINT_FILE
+from candle_lab.trial.context import current_trial, report
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.keras"
 
 try:
     import keras

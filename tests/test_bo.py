@@ -8,21 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.common import MIXED_6D
 from candle_lab.optimizers import make_optimizer
 from candle_lab.optimizers.base import Observation, Proposal
 from candle_lab.optimizers.bo import BayesOptimizer
 from candle_lab.space import point_key
 from candle_lab.spec import spec_from_dict
 
-MIXED = [
-    {"name": "lr", "type": "real", "low": 1e-5, "high": 0.1, "log": True},
-    {"name": "dropout", "type": "real", "low": 0.0, "high": 0.8},
-    {"name": "units", "type": "integer", "low": 16, "high": 1024, "log": True},
-    {"name": "layers", "type": "integer", "low": 1, "high": 6},
-    {"name": "act", "type": "categorical", "choices": ["relu", "tanh", "elu"]},
-    {"name": "bs", "type": "categorical", "choices": [16, 32, 64, 128], "ordered": True},
-    {"name": "epochs", "type": "constant", "value": 3},
-]
+MIXED = [*MIXED_6D, {"name": "epochs", "type": "constant", "value": 3}]
 QUAD = [{"name": f"x{i}", "type": "real", "low": -1.0, "high": 1.0} for i in range(2)]
 
 
@@ -31,7 +24,7 @@ def spec(space: Any, **search: Any) -> Any:
 
 
 def loss(p: dict[str, Any]) -> float:
-    act = {"relu": 0.0, "tanh": 0.3, "elu": 0.1}[p["act"]]
+    act = {"relu": 0.0, "tanh": 0.3, "elu": 0.1}[p["activation"]]
     return (np.log10(p["lr"]) + 3) ** 2 + (p["dropout"] - 0.2) ** 2 + (p["layers"] - 3) ** 2 / 9 + act
 
 
@@ -44,7 +37,7 @@ def in_space(p: dict[str, Any]) -> None:
     assert 0.0 <= p["dropout"] <= 0.8
     assert isinstance(p["units"], int) and 16 <= p["units"] <= 1024
     assert isinstance(p["layers"], int) and 1 <= p["layers"] <= 6
-    assert p["act"] in ("relu", "tanh", "elu") and p["bs"] in (16, 32, 64, 128)
+    assert p["activation"] in ("relu", "tanh", "elu") and p["batch_size"] in (16, 32, 64, 128)
     assert p["epochs"] == 3
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import MIXED_6D
 from candle_lab.optimizers import make_optimizer
 from candle_lab.optimizers.base import Observation, Proposal
 from candle_lab.space import point_key
@@ -18,14 +19,7 @@ GRID_SPACE = [
     {"name": "c", "type": "real", "low": 0.0, "high": 1.0},
     {"name": "k", "type": "constant", "value": 7},
 ]
-MIXED = [
-    {"name": "lr", "type": "real", "low": 1e-5, "high": 0.1, "log": True},
-    {"name": "dropout", "type": "real", "low": 0.0, "high": 0.8},
-    {"name": "units", "type": "integer", "low": 16, "high": 1024, "log": True},
-    {"name": "layers", "type": "integer", "low": 1, "high": 6},
-    {"name": "act", "type": "categorical", "choices": ["relu", "tanh", "elu"]},
-    {"name": "bs", "type": "categorical", "choices": [16, 32, 64, 128], "ordered": True},
-]
+MIXED = MIXED_6D
 
 
 def spec(space: Any, **search: Any) -> Any:
@@ -90,12 +84,12 @@ def test_random_respects_bounds_types_and_log_scale() -> None:
         assert isinstance(p["dropout"], float) and 0.0 <= p["dropout"] <= 0.8
         assert isinstance(p["units"], int) and not isinstance(p["units"], bool) and 16 <= p["units"] <= 1024
         assert isinstance(p["layers"], int) and 1 <= p["layers"] <= 6
-        assert p["act"] in ("relu", "tanh", "elu") and p["bs"] in (16, 32, 64, 128)
+        assert p["activation"] in ("relu", "tanh", "elu") and p["batch_size"] in (16, 32, 64, 128)
     # log scale: about half of the draws below the geometric middle (1e-3), not ~1 %
     below = np.mean([p["lr"] < 1e-3 for p in points])
     assert 0.4 < below < 0.6
     assert {p["layers"] for p in points} == set(range(1, 7))
-    assert {p["act"] for p in points} == {"relu", "tanh", "elu"}
+    assert {p["activation"] for p in points} == {"relu", "tanh", "elu"}
 
 
 def test_random_is_seed_reproducible() -> None:

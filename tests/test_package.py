@@ -14,13 +14,14 @@ import types
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 
 import candle_lab
 from candle_lab.errors import MissingDependency
 
 PACKAGE = Path(candle_lab.__file__).resolve().parent
-FRONT_ENDS = ("candle_lab.ui", "candle_lab.widgets", "candle_lab.html_report", "candle_lab.server")
+FRONT_ENDS = ("candle_lab.ui", "candle_lab.widgets", "candle_lab.html_report", "candle_lab.server", "candle_lab.cli")
 
 
 def missing_extras() -> list[str]:
@@ -86,21 +87,33 @@ def test_every_submodule_imports_and_report_stays_the_trial_function() -> None:
     assert not found["shadowed"], f"submodules replaced these names of candle_lab: {found['shadowed']}"
 
 
-def test_the_api_imports_no_front_end() -> None:
-    """api.py is the core every front end builds on: no import of the Panel app, the
-    notebook widgets, the HTML report or the Jupyter server extension, not even inside a
-    function."""
-    tree = ast.parse((PACKAGE / "api.py").read_text(encoding="utf-8"))
+CORE = ("api.py", "engine", "store", "optimizers", "spec.py", "space.py", "monitor.py", "trial", "states.py")
+
+
+def imported_modules(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-    names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-    names += [
-        f"{node.module}.{alias.name}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module == "candle_lab"
-        for alias in node.names
-    ]
-    reaching_up = [n for n in names if any(n == f or n.startswith(f + ".") for f in FRONT_ENDS)]
-    assert not reaching_up, f"candle_lab/api.py imports front ends: {reaching_up}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+            if node.module == "candle_lab":
+                names += [f"candle_lab.{alias.name}" for alias in node.names]
+    return names
+
+
+@pytest.mark.parametrize("core", CORE)
+def test_the_core_imports_no_front_end(core: str) -> None:
+    """The core every front end builds on imports no Panel app, notebook widgets, HTML
+    report or Jupyter server extension, not even inside a function."""
+    files = [PACKAGE / core] if core.endswith(".py") else sorted((PACKAGE / core).rglob("*.py"))
+    assert files and all(f.is_file() for f in files)
+    reaching_up = {
+        str(f.relative_to(PACKAGE)): name
+        for f in files
+        for name in imported_modules(f)
+        if any(name == front or name.startswith(front + ".") for front in FRONT_ENDS)
+    }
+    assert not reaching_up, f"the core imports front ends: {reaching_up}"
 
 
 if __name__ == "__main__":  # run by the first test in a fresh interpreter

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from candle_lab.placement import Turnaround, placements, slots
+from candle_lab.engine.placement import Turnaround, placements, slots
 
 
 def test_queue_ahead_latches_once_the_wait_costs_time() -> None:

@@ -16,7 +16,7 @@ from test_bo import MIXED, QUAD, loss, quad, spec
 from test_engine import exp_events
 
 import candle_lab
-from candle_lab import engine as engine_module
+from candle_lab.engine import driver as engine_module
 from candle_lab.optimizers import make_optimizer
 from candle_lab.optimizers.base import Observation, Proposal
 from candle_lab.optimizers.bo import BayesOptimizer, PickRule, _GPPicker

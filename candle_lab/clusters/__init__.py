@@ -9,23 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from candle_lab.clusters.profiles import Resolved, SiteProfile, available_profiles, load_profile, resolve
-from candle_lab.spec import ComputeSpec
 
 __all__ = ["Resolved", "SiteProfile", "available_profiles", "load_profile", "open_client", "resolve", "task_resources"]
 
 
-def task_resources(compute: ComputeSpec) -> dict[str, float] | None:
+def task_resources(resolved: Resolved) -> dict[str, float] | None:
     """What each trial asks of its worker: GPU trials only land on GPU workers (SLURM)."""
-    if compute.gpus and load_profile(compute.profile).scheduler == "slurm":
-        return {"GPU": float(compute.gpus)}
+    if resolved.gpus and resolved.profile.scheduler == "slurm":
+        return {"GPU": float(resolved.gpus)}
     return None
 
 
 @contextlib.contextmanager
-def open_client(compute: ComputeSpec, exp_dir: Path) -> Iterator[Any]:
-    """A dask client on the cluster the ``compute`` section asks for; closed afterwards,
+def open_client(resolved: Resolved, exp_dir: Path) -> Iterator[Any]:
+    """A dask client on the cluster of a resolved ``compute`` section; closed afterwards,
     which cancels every worker job (also after errors and Ctrl-C)."""
-    resolved = resolve(compute)
     if resolved.profile.scheduler == "slurm":
         from candle_lab.clusters.slurm import start_slurm
 
@@ -33,7 +31,7 @@ def open_client(compute: ComputeSpec, exp_dir: Path) -> Iterator[Any]:
     else:
         from candle_lab.clusters.local import start_local
 
-        cluster, client = start_local(compute)
+        cluster, client = start_local(resolved.request)
     try:
         yield client
     finally:

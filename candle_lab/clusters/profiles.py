@@ -102,6 +102,7 @@ class SiteProfile(BaseModel):
 class Resolved:
     """A ``compute`` section checked against a profile: what the cluster will be asked for."""
 
+    request: ComputeSpec  # the section as the spec wrote it
     profile: SiteProfile
     workers: int
     cores: int
@@ -134,8 +135,13 @@ def available_profiles() -> list[str]:
     return sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})
 
 
+# Each profile file read, by its real path: (modification time and size, the profile).
+_profiles: dict[Path, tuple[tuple[int, int], SiteProfile]] = {}
+
+
 def load_profile(name_or_path: str) -> SiteProfile:
-    """A profile by name (``local``) or by path to a YAML file."""
+    """A profile by name (``local``) or by path to a YAML file (read again only once the
+    file changed)."""
     path = Path(name_or_path).expanduser()
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         found = [d / f"{name_or_path}.yaml" for d in profile_dirs() if (d / f"{name_or_path}.yaml").is_file()]
@@ -145,6 +151,15 @@ def load_profile(name_or_path: str) -> SiteProfile:
                 f"expected one of {', '.join(available_profiles())} or a path to a profile YAML, got {name_or_path!r}",
             )
         path = found[0]
+    stat, key = path.stat(), path.resolve()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _profiles.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _profiles[key] = (stamp, _read_profile(path))
+    return cached[1]
+
+
+def _read_profile(path: Path) -> SiteProfile:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -168,6 +183,7 @@ def resolve(compute: ComputeSpec, profile: SiteProfile | None = None) -> Resolve
         )
     if profile.scheduler == "local":
         return Resolved(
+            compute,
             profile,
             values["workers"],
             values["cores"],
@@ -223,7 +239,7 @@ def resolve(compute: ComputeSpec, profile: SiteProfile | None = None) -> Resolve
         )
     if problems:
         raise SpecError(problems)
-    return Resolved(profile, values["workers"], values["cores"], memory, gpus, gpu_type, name, walltime)
+    return Resolved(compute, profile, values["workers"], values["cores"], memory, gpus, gpu_type, name, walltime)
 
 
 def worker_lifetime(resolved: Resolved) -> tuple[float, float] | None:

@@ -19,9 +19,11 @@ from typing import Any
 
 import dask
 
+from candle_lab import settings
 from candle_lab.clusters import dask_settings
 from candle_lab.clusters.profiles import Resolved, load_profile, memory_bytes, worker_lifetime, worker_python
 from candle_lab.errors import CandleLabError, MissingDependency
+from candle_lab.store.layout import DRIVER_LOG, TLS_DIR, WORKER_LOGS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def cluster_kwargs(resolved: Resolved, exp_dir: Path) -> dict[str, Any]:
     lifetime = worker_lifetime(resolved)
     if lifetime is not None:
         extra_args += ["--lifetime", f"{int(lifetime[0])}s", "--lifetime-stagger", f"{int(lifetime[1])}s"]
-    logs = exp_dir / "worker-logs"
+    logs = exp_dir / WORKER_LOGS
     logs.mkdir(parents=True, exist_ok=True)
     return {
         "cores": resolved.cores,
@@ -66,7 +68,7 @@ def cluster_kwargs(resolved: Resolved, exp_dir: Path) -> dict[str, Any]:
 
 
 def tls_directory(exp_dir: Path) -> Path:
-    path = exp_dir / "tls"
+    path = exp_dir / TLS_DIR
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     return path
@@ -113,9 +115,8 @@ def job_script(resolved: Resolved, exp_dir: Path) -> str:
 
 
 # ------------------------------------------------------------------ detached drivers
-DRIVER_JOB_ENV = "CANDLE_LAB_DRIVER_JOB"  # set (to 1) inside portal sessions, e.g. Open OnDemand
 DRIVER_MEMORY_GB = 2
-SESSION_SECRETS = ("password", "CANDLE_LAB_PASSWORD", "JUPYTER_TOKEN")  # the session's, not the driver's
+SESSION_SECRETS = ("password", settings.PASSWORD_ENV, "JUPYTER_TOKEN")  # the session's, not the driver's
 
 
 def run_command(args: Sequence[str], stdin: str | None = None) -> str:
@@ -161,7 +162,7 @@ def submit_driver_job(command: Sequence[str], exp_dir: Path, profile_name: str) 
         "--cpus-per-task=1",
         f"--mem={memory_gb}G",
         f"--time={part.max_walltime}",
-        f"--output={exp_dir / 'driver.log'}",
+        f"--output={exp_dir / DRIVER_LOG}",
         "--open-mode=append",
         f"--chdir={exp_dir.parent}",
     ]

@@ -18,7 +18,7 @@ from candle_lab.models.callable import load_callable
 from candle_lab.models.results import ModelResult, interpret
 
 if TYPE_CHECKING:
-    from candle_lab.trial import TrialTask
+    from candle_lab.trial.protocol import TrialTask
 
 __all__ = ["ModelResult", "interpret", "run_model"]
 

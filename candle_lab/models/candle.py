@@ -22,13 +22,13 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from candle_lab.errors import CandleLabError, SpecError
+from candle_lab.store.layout import FINAL_PARAMS_FILE
 
 log = logging.getLogger(__name__)
 
-FINAL_PARAMS_FILE = "final_params.json"
 
 # CANDLE's library defaults (the keywords every benchmark can rely on).
 LIBRARY_DEFAULTS: dict[str, Any] = {
@@ -74,18 +74,50 @@ def read_default_model(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def _model_file(path: str | Path | None) -> dict[str, Any]:
+    """A config file's values; none without a file."""
+    return read_default_model(path) if path else {}
+
+
+Layer = Literal["command line", "search"]
+# (layer, name, value, the value it overrides) -> the value to keep
+Convert = Callable[[Layer, str, Any, Any], Any]
+
+
+def merge_parameters(
+    default_model: Mapping[str, Any],
+    config_file: Mapping[str, Any] | None = None,
+    *,
+    command_line: Mapping[str, Any] | None = None,
+    search: Mapping[str, Any] | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] = LIBRARY_DEFAULTS,
+    convert: Convert | None = None,
+) -> dict[str, Any]:
+    """CANDLE's parameter precedence, the one place it is applied. Lowest first: ``defaults``
+    (CANDLE's library defaults) < the default model file < ``--config_file`` < the command
+    line (``--name value``) < the trial's values from the search < the trial's run
+    information (``output_dir``, ``run_id``, ``experiment_id``, ``timeout``).
+
+    A pure function of values already read. ``convert`` gives command-line and search
+    values the keyword's type (files are converted as they are read)."""
+    params = {**defaults, **default_model, **(config_file or {})}
+    layers: tuple[tuple[Layer, Mapping[str, Any] | None], ...] = (("command line", command_line), ("search", search))
+    for layer, values in layers:
+        for name, value in (values or {}).items():
+            params[name] = value if convert is None else convert(layer, name, value, params.get(name))
+    params.update(run_info or {})
+    return params
+
+
 def finalize_parameters(
     default_model: str | Path,
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """CANDLE's precedence, for benchmark modules' ``initialize_parameters``."""
-    params = dict(LIBRARY_DEFAULTS)
-    params.update(read_default_model(default_model))
-    if config_file:
-        params.update(read_default_model(config_file))
-    params.update(overrides or {})
-    return params
+    """CANDLE's precedence (:func:`merge_parameters`), for benchmark modules'
+    ``initialize_parameters``: ``overrides`` (the command line's or a trial's values) win."""
+    return merge_parameters(read_default_model(default_model), _model_file(config_file), command_line=overrides)
 
 
 @contextlib.contextmanager
@@ -136,11 +168,7 @@ def run_candle_module(
         # the config file, the search's values and the run information already.
         final = dict(base) if isinstance(base, Mapping) else dict(trial.finalized[-1])
     else:
-        final = {**LIBRARY_DEFAULTS, **dict(base or {})}
-        if config_file:
-            final.update(read_default_model(config_file))
-        final.update(params)
-        final.update(run_info)
+        final = merge_parameters(dict(base or {}), _model_file(config_file), search=params, run_info=run_info)
     (run_dir / FINAL_PARAMS_FILE).write_text(json.dumps(final, indent=2, default=str), encoding="utf-8")
     log.debug("running %s with %s", module.__name__, final)
     if before_run is not None:

@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from candle_lab import settings
 from candle_lab.errors import CandleLabError
 from candle_lab.models.results import NoObjective
-from candle_lab.trial import LOG_FILE, PARAMS_FILE, TrialTimeout, current_trial
+from candle_lab.store.layout import LOG_FILE, PARAMS_FILE
+from candle_lab.trial.context import TrialTimeout, current_trial
 
 RESULT_LINE = re.compile(r"IMPROVE_RESULT\s+(\S+)")
 KILL_GRACE = 5.0
@@ -57,8 +59,8 @@ def run_command(model: Mapping[str, Any], params: Mapping[str, Any], run_dir: Pa
     args = command_line(command, params)
     env = {
         **os.environ,
-        "CANDLE_LAB_PARAMS": str(run_dir / PARAMS_FILE),
-        "CANDLE_LAB_RUN_DIR": str(run_dir),
+        settings.PARAMS_ENV: str(run_dir / PARAMS_FILE),
+        settings.RUN_DIR_ENV: str(run_dir),
         "PYTHONUNBUFFERED": "1",
     }
     cwd = model.get("path") or str(run_dir)

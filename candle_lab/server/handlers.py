@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,10 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from candle_lab import __version__, api
+from candle_lab import __version__, api, settings
 from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import spec_from_dict
-from candle_lab.store import DB_NAME, ROOT_ENV
+from candle_lab.store import DB_NAME
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +133,13 @@ class NotFoundHandler(BaseHandler):
 
 
 def experiments_folder(serverapp: Any) -> Path:
-    return Path(os.environ.get(ROOT_ENV) or Path(serverapp.root_dir) / "experiments").resolve()
+    return (settings.home() or Path(serverapp.root_dir) / "experiments").resolve()
 
 
 def setup_handlers(serverapp: Any) -> None:
     web_app = serverapp.web_app
     root = experiments_folder(serverapp)
-    os.environ.setdefault(ROOT_ENV, str(root))  # the proxied dashboard reads the same folder
+    settings.share_home(root)  # the proxied dashboard reads the same folder
     web_app.settings["candle_lab_root"] = str(root)
     base = url_path_join(web_app.settings["base_url"], API)
     web_app.add_handlers(

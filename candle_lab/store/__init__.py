@@ -4,7 +4,6 @@ from candle_lab.store.db import FINAL_STATES, Store, TrialRecord, TrialState
 from candle_lab.store.layout import (
     DB_NAME,
     REQUESTS,
-    ROOT_ENV,
     SPEC_NAME,
     default_run_id,
     experiments_root,
@@ -18,7 +17,6 @@ __all__ = [
     "DB_NAME",
     "FINAL_STATES",
     "REQUESTS",
-    "ROOT_ENV",
     "SPEC_NAME",
     "Store",
     "TrialRecord",

@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from candle_lab.states import FINAL_STATES, TrialState
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TrialState = Literal["queued", "running", "completed", "failed", "stopped", "cancelled"]
-FINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "stopped", "cancelled"})
+__all__ = ["FINAL_STATES", "Store", "TrialRecord", "TrialState"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);

@@ -6,21 +6,36 @@ import os
 import re
 from pathlib import Path
 
+from candle_lab import settings
 from candle_lab.errors import ExperimentNotFound
 
-ROOT_ENV = "CANDLE_LAB_HOME"
 EXP_RE = re.compile(r"^EXP(\d{3,})$")
+# In an experiment folder EXPnnn/
 DB_NAME = "experiment.db"
 SPEC_NAME = "spec.yaml"
-REQUESTS = "requests"
+REQUESTS = "requests"  # stop requests: files named stop, stop-trial-N
+DRIVER_LOG = "driver.log"  # a detached driver's output
+REPORT_NAME = "report.html"
+BEST_DIR = "best"  # the best trial's params.json and model.keras
+BEST_SOURCE = "source.txt"  # in best/: the run folder's model file it was copied from
+STARTS_DIR = "starts"  # starts/<host>-<pid>: the attempts each worker process began
+TLS_DIR = "tls"  # certificates of the experiment's SLURM workers (user-only)
+WORKER_LOGS = "worker-logs"  # SLURM worker jobs' output
+# In a run folder RUNnnn/
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"  # the outcome, for a driver that died meanwhile
+LOG_FILE = "output.log"
+MODEL_FILE = "model.keras"
+CHECKPOINT_FILE = "checkpoint.keras"
+FINAL_PARAMS_FILE = "final_params.json"  # CANDLE modules: the parameters after precedence
 
 
 def experiments_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The experiments folder: ``root``, else ``$CANDLE_LAB_HOME``, else ``./experiments``."""
     if root is not None:
         return Path(root).expanduser().resolve()
-    env = os.environ.get(ROOT_ENV)
-    return Path(env).expanduser().resolve() if env else (Path.cwd() / "experiments").resolve()
+    env = settings.home()
+    return env.resolve() if env else (Path.cwd() / "experiments").resolve()
 
 
 def new_experiment_dir(root: Path) -> Path:

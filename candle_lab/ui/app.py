@@ -382,6 +382,6 @@ def create_app(root: str = "", experiment: str | None = None) -> pn.viewable.Vie
 
 
 if __name__.startswith("bokeh"):  # `panel serve candle_lab/ui/app.py`
-    import os
+    from candle_lab import settings
 
-    create_app(os.environ.get("CANDLE_LAB_HOME", "")).servable(title="candle_lab")
+    create_app(str(settings.home() or "")).servable(title="candle_lab")

@@ -10,12 +10,12 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from candle_lab import settings
 from candle_lab.errors import MissingDependency, SpecError, expected_got
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-PASSWORD_ENV = "CANDLE_LAB_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
 
     options.check()
     port = 0 if options.unix_socket else options.port or free_port(options.address)
-    password = options.password or os.environ.get(PASSWORD_ENV) or None
+    password = options.password or settings.password()
     if options.exposed and not password:
         password = secrets.token_urlsafe(12)  # never serve unauthenticated beyond this host
     kwargs: dict[str, Any] = dict(options.extra)

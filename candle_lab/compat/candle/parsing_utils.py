@@ -30,7 +30,7 @@ from candle_lab.compat.candle.file_utils import directory_from_parameters
 from candle_lab.compat.candle.helper_utils import str2bool
 from candle_lab.compat.context import current_trial_parameters
 from candle_lab.errors import SpecError, expected_got
-from candle_lab.models.candle import LIBRARY_DEFAULTS, parse_value
+from candle_lab.models.candle import LIBRARY_DEFAULTS, Layer, merge_parameters, parse_value
 
 if TYPE_CHECKING:
     from candle_lab.compat.candle.benchmark_def import Benchmark
@@ -376,31 +376,34 @@ def finalize_parameters(bmk: Benchmark) -> dict[str, Any]:
     cli = dict(vars(args))
     cli.update(_extra_arguments(rest))
 
-    # 1. library defaults, with the benchmark's definitions' defaults
-    params: dict[str, Any] = {k: v for k, v in LIBRARY_DEFAULTS.items() if k != "output_dir"}
+    # Library defaults, with the benchmark's definitions' defaults
+    library: dict[str, Any] = {k: v for k, v in LIBRARY_DEFAULTS.items() if k != "output_dir"}
     for d in bmk.additional_definitions:
         if "default" in d and d["default"] is not argparse.SUPPRESS:
-            params[d["name"]] = coerce(d["name"], d["default"], d, source=source)
-    # 2. the default model file
-    defaults = bmk.read_config_file(bmk.conffile)
-    _warn_unknown(defaults, known, bmk.conffile)
-    params.update(defaults)
-    # 3. --config_file
+            library[d["name"]] = coerce(d["name"], d["default"], d, source=source)
+    default_model = bmk.read_config_file(bmk.conffile)
+    _warn_unknown(default_model, known, bmk.conffile)
+    config: dict[str, Any] = {}
     config_file = cli.pop("config_file", None)
     if config_file:
         path = _resolve_config_file(config_file, bmk)
-        values = bmk.read_config_file(path)
-        _warn_unknown(values, known, path)
-        params.update(values)
-        params["config_file"] = str(path)
-    # 4. the command line
-    for name, value in cli.items():
-        params[name] = coerce(name, value, definitions.get(name), params.get(name), source)
-    # 5. the search's values, 6. the trial's run information
-    if trial is not None:
-        for name, value in trial.params.items():
-            params[name] = coerce(name, value, definitions.get(name), params.get(name), f"search values ({source})")
-        params.update(trial.run_info)
+        config = bmk.read_config_file(path)
+        _warn_unknown(config, known, path)
+        config["config_file"] = str(path)
+
+    def convert(layer: Layer, name: str, value: Any, below: Any) -> Any:
+        where = source if layer == "command line" else f"search values ({source})"
+        return coerce(name, value, definitions.get(name), below, where)
+
+    params = merge_parameters(
+        default_model,
+        config,
+        command_line=cli,
+        search=trial.params if trial is not None else None,
+        run_info=trial.run_info if trial is not None else None,
+        defaults=library,
+        convert=convert,
+    )
 
     bmk.check_required_exists(params)
     _check_choices(params, definitions, source)

@@ -1,0 +1,493 @@
+"""The driver: dask, the store and files around the search's decisions (:mod:`.state`).
+
+One loop serves both modes. Async keeps every worker busy: a new trial is submitted
+the moment one finishes, with its proposal prepared ahead on the proposer's thread.
+Batch (batch-bo) submits a round and waits for all of it before the next round.
+
+Completions (future callbacks) and worker events (trial started, per-step metrics)
+arrive on one queue; the loop is the only writer of the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from candle_lab.engine.placement import Turnaround, placements, slots
+from candle_lab.engine.state import (
+    REQUEUED,
+    Action,
+    AskStop,
+    Created,
+    End,
+    Event,
+    Metrics,
+    Record,
+    Requeue,
+    Running,
+    SearchState,
+    Submit,
+    Trial,
+    failed_outcome,
+)
+from candle_lab.optimizers import BackgroundProposer, DirectProposer, Proposal, Proposer, make_optimizer
+from candle_lab.spec import ExperimentSpec
+from candle_lab.states import ExperimentState, TrialState
+from candle_lab.store import REQUESTS, Store, default_run_id, run_dir_name
+from candle_lab.store.layout import BEST_DIR, BEST_SOURCE, MODEL_FILE, PARAMS_FILE
+from candle_lab.trial.context import request_stop
+from candle_lab.trial.protocol import (
+    TOPIC,
+    MetricsEvent,
+    Reason,
+    StartEvent,
+    TrialOutcome,
+    TrialTask,
+    WorkerEvent,
+    parse_event,
+    read_outcome,
+    started_attempts,
+)
+from candle_lab.trial.runner import run_trial
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0
+POLL_SECONDS = 0.25
+RESTART_WAIT_SECONDS = 30.0  # at the end, for workers restarted to stop their trials
+MEMORY_TOPIC = "worker-restart-memory"  # dask's nanny: a worker past its memory limit
+SLOTS_SECONDS = 5.0  # placing trials: how often the workers' list is read again
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running search stands (for progress bars and dashboards)."""
+
+    created: int
+    finished: int
+    running: int
+    failed: int
+    best: float | None
+    max_trials: int | None
+    elapsed: float
+
+
+class Observer(Protocol):
+    def __call__(self, progress: Progress) -> None: ...
+
+
+class Engine:
+    """Runs one experiment's search on a dask client until budget, target or exhaustion."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        exp_dir: Path,
+        store: Store,
+        client: Any,
+        *,
+        fn: Callable[..., Any] | None = None,
+        observer: Observer | None = None,
+        resources: dict[str, float] | None = None,
+        workers_retire: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.exp_dir = exp_dir
+        self.store = store
+        self.client = client
+        self.fn = fn
+        self.observer = observer
+        self.resources = resources
+        # Unique on a shared scheduler: task keys and events of two experiments never mix.
+        self.key = f"{exp_dir.name}-{uuid.uuid4().hex[:8]}"
+        meta = store.meta()
+        self.elapsed_before = float(meta.get("elapsed", 0.0))
+        self.optimizer = make_optimizer(spec, int(meta["seed"]))
+        self.state = SearchState(spec, adaptive=self.optimizer.adaptive, began=self._began)
+        self._futures: dict[int, Any] = {}
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._start = time.monotonic()
+        self._last_beat = self._last_checks = 0.0
+        self._model = spec.model.model_dump(mode="json")
+        self._turnaround = Turnaround()
+        self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
+        # SLURM workers retire before their walltime and new jobs take over: a trial placed
+        # on a retiring worker could wait forever (seen in the SLURM tests), so dask places.
+        self._workers_retire = workers_retire
+        self._restarts: list[threading.Thread] = []  # workers being restarted to stop a trial
+        self._memory_kills: dict[str, int] = {}  # worker address -> its memory (bytes) when dask restarted it
+        self._slots_read = -math.inf
+        self._placed = False  # the queue-ahead event is stored once
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> str:
+        """Run to the end; returns why it ended (``budget``, ``target``, ``exhausted``, ``stopped``)."""
+        self._restore()
+        adaptive_async = self.optimizer.adaptive and not self.state.batch
+        proposer: Proposer = (
+            BackgroundProposer(self.optimizer, capacity=self.state.workers, on_ready=self._wake)
+            if adaptive_async
+            else DirectProposer(self.optimizer)
+        )
+        self.client.subscribe_topic(TOPIC, self._on_event)
+        self.client.subscribe_topic(MEMORY_TOPIC, self._on_memory_kill)
+        self.store.set_meta(state=ExperimentState.RUNNING)
+        self.store.add_event("driver-start", detail={"resumed_trials": self.state.n.created})
+        self.store.commit()
+        try:
+            ended = self._loop(proposer)
+        finally:
+            proposer.close()
+            for topic in (TOPIC, MEMORY_TOPIC):
+                with contextlib.suppress(Exception):
+                    self.client.unsubscribe_topic(topic)
+            self._apply(self.state.cancel_all(self.state.stopping or "driver ended"))
+            for restart in self._restarts:  # the cluster may close once its workers are back
+                restart.join(RESTART_WAIT_SECONDS)
+            self.store.set_meta(elapsed=self._elapsed())
+            self.store.commit()
+        final = ExperimentState.STOPPED if ended == "stopped" else ExperimentState.COMPLETED
+        self.store.set_meta(state=final, ended_because=ended)
+        self.store.add_event("driver-end", detail={"reason": ended})
+        self.store.commit()
+        return ended
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self) -> None:
+        """Tell the optimizer what earlier runs of this experiment did; collect what to re-run."""
+        records = self.store.trials()
+        self.optimizer.register([Proposal(t.params, t.run_id) for t in records])
+        began = started_attempts(self.exp_dir)
+        state = SearchState(self.spec, adaptive=self.optimizer.adaptive, began=lambda i, a: (i, a) in began)
+        self._apply(state.restore(records, lambda run_id: read_outcome(self._run_dir(run_id))))
+        state.began = self._began
+        self.state = state
+        self.optimizer.tell(state.take_observations())
+        self.store.commit()
+
+    def _began(self, trial_id: int, attempt: int) -> bool:
+        return (trial_id, attempt) in started_attempts(self.exp_dir)
+
+    # ------------------------------------------------------------------ loop
+    def _loop(self, proposer: Proposer) -> str:
+        state = self.state
+        while True:
+            state.time_up(self._elapsed())
+            if state.stopping is not None:
+                return state.stopping  # trials still running are cancelled by run()
+            self._dispatch(proposer)
+            ended = state.end_reason(proposer.exhausted)
+            if ended is not None:
+                return ended
+            self._wait_and_handle(proposer)
+            now = time.monotonic()
+            if now - self._last_checks >= POLL_SECONDS:  # not at every event: 1000s of trials run
+                self._last_checks = now
+                self._apply(state.tick(time.time()))
+                self._check_requests()
+                proposer.tell(state.take_observations())
+                self.store.commit()
+            self._heartbeat()
+
+    def _dispatch(self, proposer: Proposer) -> None:
+        """Submit re-runs and new trials, all in one scheduler update."""
+        targets = [] if self.state.batch else self._targets()
+        plan = self.state.plan(len(targets))
+        batch = list(plan.reruns)
+        if plan.new > 0 and not proposer.exhausted:
+            created = self.state.admit(proposer.take(plan.new), plan.round, default_run_id)
+            self._apply(created)
+            batch += [c.trial for c in created]
+        for trial, target in zip(batch, targets, strict=False):
+            trial.target = target
+        if batch:
+            self._apply([self.state.submitted(batch)])
+
+    def _targets(self) -> list[str | None]:
+        """One entry per trial that may be submitted now: the worker it goes to, or None
+        where dask chooses. Adaptive searches are placed by the engine, one trial queued
+        on each worker, once the measured round trip costs the workers time."""
+        if not self._placing():
+            return [None] * self.state.free_slots()
+        where = [t.address or t.target for t in self.state.running.values()]
+        unplaced = where.count(None)
+        in_flight = Counter(a for a in where if a is not None)
+        return list(placements(self._slots, in_flight, unplaced, self.state.room() + len(self.state.reruns)))
+
+    def _placing(self) -> bool:
+        if not self.optimizer.adaptive or not self._turnaround.queue_ahead or self._workers_retire:
+            return False
+        now = time.monotonic()
+        if now - self._slots_read > SLOTS_SECONDS:  # workers come and go: read their list now and then
+            self._slots_read = now
+            with contextlib.suppress(Exception):
+                self._slots = slots(self.client.scheduler_info()["workers"], self.resources)
+            if self._slots and not self._placed:
+                self._placed = True
+                detail = {**self._turnaround.figures(), "workers": len(self._slots)}
+                log.info("queueing one trial ahead on each worker (%s)", detail)
+                self.store.add_event("queue-ahead", detail=detail)
+        return bool(self._slots)
+
+    def _submit(self, trials: Sequence[Trial]) -> None:
+        """One scheduler update per target worker (most often a single one, dask's choice)."""
+        groups: dict[str | None, list[Trial]] = {}
+        for t in trials:
+            groups.setdefault(t.target, []).append(t)
+        for target, group in groups.items():  # placed trials may still move if their worker leaves
+            where = {"workers": [target], "allow_other_workers": True} if target else {}
+            futures = self.client.map(
+                run_trial,
+                [self._task(t) for t in group],
+                key=[f"{self.key}-{t.key_suffix}" for t in group],
+                pure=False,
+                resources=self.resources,
+                **where,
+            )
+            for trial, future in zip(group, futures, strict=True):
+                self._futures[trial.trial_id] = future
+                future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
+
+    def _task(self, t: Trial) -> TrialTask:
+        return TrialTask(
+            experiment=self.key,
+            run_dir=str(self._run_dir(t.run_id)),
+            trial_id=t.trial_id,
+            run_id=t.run_id,
+            attempt=t.attempt,
+            params=t.params,
+            model=self._model,
+            metric=self.spec.objective.metric,
+            timeout=self.spec.trial.timeout,
+            cores=self.spec.compute.cores,
+            gpus=self.spec.compute.gpus,
+            save_model=self.spec.trial.keep_models != "none",
+            checkpoint=self.spec.trial.checkpoints,
+            fn=self.fn,
+        )
+
+    # ------------------------------------------------------------------ completions and events
+    def _on_event(self, message: Any) -> None:
+        """Called by dask (on its own thread) for each worker event of our topic."""
+        event = parse_event(message, self.key)
+        if event is not None:
+            self._inbox.put(("event", event))
+
+    def _on_memory_kill(self, event: Any) -> None:
+        """dask's nanny restarts a worker past its memory limit (on dask's thread)."""
+        message = event[1] if isinstance(event, tuple) else event
+        if isinstance(message, dict) and message.get("worker"):
+            self._memory_kills[str(message["worker"])] = int(message.get("rss") or 0)
+
+    def _wait_and_handle(self, proposer: Proposer) -> None:
+        try:
+            item = self._inbox.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            return
+        done: list[tuple[Trial, int, Any]] = []
+        while True:
+            kind, payload = item
+            if kind == "done":
+                done.append(payload)
+            elif kind == "event":
+                self._on_worker_event(payload)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+        self._on_done(done)
+        proposer.tell(self.state.take_observations())
+        for notice in proposer.notices():
+            self.store.add_event(notice.kind, detail=notice.detail)
+        self.store.commit()
+        self._notify()
+
+    def _wake(self) -> None:
+        """The proposer has proposals ready (called on its thread)."""
+        self._inbox.put(("ready", None))
+
+    def _on_worker_event(self, event: WorkerEvent) -> None:
+        if isinstance(event, StartEvent):
+            self._apply(self.state.started(event))
+            if self.state.current(event.trial_id, event.attempt) is not None:
+                self._turnaround.started(event.address, event.started)
+        elif isinstance(event, MetricsEvent):
+            self._apply(self.state.metrics(event, time.time()))
+
+    def _on_done(self, done: list[tuple[Trial, int, Any]]) -> None:
+        """Record finished futures (results fetched in one request); retry what may succeed."""
+        current = [(t, a, f) for t, a, f in done if self.state.current(t.trial_id, a) is t]
+        finished = [f for _, _, f in current if f.status == "finished"]
+        try:
+            results = dict(zip(finished, self.client.gather(finished), strict=True))
+        except Exception:  # a worker died between finishing and handing over: one by one
+            results = {}
+        for trial, attempt, future in current:
+            outcome = results.get(future) or self._outcome_of(trial, attempt, future)
+            if outcome is None:
+                continue
+            self._futures.pop(trial.trial_id, None)
+            future.release()
+            address = trial.address
+            actions = self.state.finished(trial, outcome)
+            if not any(isinstance(a, Event) and a.kind == REQUEUED for a in actions):  # it ran
+                self._turnaround.freed(address, outcome.ended, outcome.ended - outcome.started)
+            self._apply(actions)
+
+    def _outcome_of(self, trial: Trial, attempt: int, future: Any) -> TrialOutcome | None:
+        if future.status == "cancelled":
+            return None
+        if future.status == "finished":
+            with contextlib.suppress(Exception):
+                return future.result()
+        exc = future.exception() if future.status == "error" else None
+        killed = self._memory_kills.get(trial.address or "")
+        if killed is not None and trial.started is not None:
+            reason: Reason = "oom"
+            error = (
+                f"the worker's memory grew to {killed / 2**20:,.0f} MB, past its limit "
+                f"({self.spec.compute.memory or 'the machine'}): dask restarted it"
+            )
+        else:
+            reason = "lost-worker"
+            error = f"{type(exc).__name__}: {exc}" if exc else "the worker holding the result was lost"
+        return failed_outcome(trial.trial_id, attempt, trial.started, trial.worker, reason=reason, error=error)
+
+    # ------------------------------------------------------------------ actions
+    def _apply(self, actions: Sequence[Action]) -> None:
+        """Carry out the state's decisions: the store, dask, files."""
+        for action in actions:
+            if isinstance(action, Created):
+                t = action.trial
+                self.store.add_trial(t.trial_id, t.run_id, t.params, round=t.round)
+            elif isinstance(action, Submit):
+                self._submit(action.trials)
+            elif isinstance(action, Running):
+                self.store.mark_running(action.trial_id, action.attempt, worker=action.worker, host=action.host,
+                                        gpu=action.gpu, started=action.started)
+            elif isinstance(action, Metrics):
+                self.store.add_metrics(action.trial_id, action.attempt, action.step, action.values, action.time)
+            elif isinstance(action, Record):
+                self._record(action)
+            elif isinstance(action, Requeue):
+                if action.reason not in (None, "driver restarted"):
+                    log.info("trial %d goes out again, attempt %d (%s)", action.trial_id, action.attempt,
+                             action.reason)
+                self.store.requeue(action.trial_id, action.attempt, action.reason, action.error)
+            elif isinstance(action, AskStop):
+                self._ask_stop(action)
+            elif isinstance(action, End):
+                self._end(action)
+            elif isinstance(action, Event):
+                log.info("%s (trial %s): %s", action.kind, action.trial_id, action.detail or "")
+                self.store.add_event(action.kind, action.trial_id, action.detail)
+
+    def _record(self, action: Record) -> None:
+        outcome = action.outcome
+        self.store.finish_trial(
+            action.trial_id,
+            outcome.state,
+            objective=outcome.objective,
+            metrics=outcome.metrics,
+            attempt=outcome.attempt,
+            worker=outcome.worker,
+            host=outcome.host,
+            gpu=outcome.gpu,
+            started=outcome.started,
+            ended=outcome.ended,
+            reason=outcome.reason,
+            error=outcome.error,
+        )
+        if outcome.state == TrialState.FAILED:
+            log.warning("trial %d failed (%s)", action.trial_id, outcome.reason)
+        if action.best:
+            self._keep_best(action.trial_id, action.params, outcome)
+        elif outcome.model_file and self.spec.trial.keep_models == "best":
+            Path(outcome.model_file).unlink(missing_ok=True)
+
+    def _keep_best(self, trial_id: int, params: dict[str, Any], outcome: TrialOutcome) -> None:
+        """The best trial's parameters (and Keras model) in ``EXP/best/``."""
+        best = self.exp_dir / BEST_DIR
+        best.mkdir(exist_ok=True)
+        old_model = best / BEST_SOURCE
+        if self.spec.trial.keep_models == "best" and old_model.is_file():
+            Path(old_model.read_text().strip()).unlink(missing_ok=True)
+        info = {"trial_id": trial_id, "objective": outcome.objective, "metrics": outcome.metrics, "params": params}
+        (best / PARAMS_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+        (best / MODEL_FILE).unlink(missing_ok=True)
+        old_model.unlink(missing_ok=True)
+        if outcome.model_file and Path(outcome.model_file).is_file():
+            shutil.copy2(outcome.model_file, best / MODEL_FILE)
+            old_model.write_text(outcome.model_file)
+
+    def _ask_stop(self, action: AskStop) -> None:
+        try:
+            self.client.run(request_stop, self.key, action.trial_id, action.reason, workers=[action.address])
+        except Exception:
+            log.warning("could not reach the worker of trial %d", action.trial_id, exc_info=True)
+
+    def _end(self, action: End) -> None:
+        """A trial ended by the driver; its worker is restarted to stop the code."""
+        future = self._futures.pop(action.trial_id, None)
+        if future is not None:
+            future.cancel()
+        self.store.finish_trial(action.trial_id, action.state, attempt=action.attempt, started=action.started,
+                                reason=action.reason, error=action.message or None)
+        if action.restart is not None:
+            restart = threading.Thread(target=self._restart_worker, args=(action.restart,), daemon=True)
+            restart.start()
+            self._restarts = [t for t in self._restarts if t.is_alive()] + [restart]
+
+    def _restart_worker(self, address: str) -> None:
+        try:
+            self.client.restart_workers([address], raise_for_error=False)
+        except Exception as exc:
+            log.warning("could not restart worker %s: %s", address, exc)
+
+    def _check_requests(self) -> None:
+        folder = self.exp_dir / REQUESTS
+        try:
+            names = [p.name for p in folder.iterdir()]
+        except FileNotFoundError:
+            return
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+            if name == "stop":
+                self._apply(self.state.stop_requested())
+            elif name.startswith("stop-trial-") and name[11:].isdigit():
+                self._apply(self.state.stop_trial(int(name[11:]), time.time()))
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _run_dir(self, run_id: str) -> Path:
+        return self.exp_dir / run_dir_name(run_id)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self._start
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = now
+            self.store.set_meta(heartbeat=time.time(), elapsed=self._elapsed())
+            self.store.commit()
+            self._notify()
+
+    def _notify(self) -> None:
+        if self.observer is not None:
+            n = self.state.n
+            self.observer(
+                Progress(n.created, n.finished, len(self.state.running), n.failed, n.best,
+                         self.spec.budget.max_trials, self._elapsed())
+            )

@@ -88,10 +88,8 @@ def test_biowulf_profile_and_job_script(tmp_path: Path) -> None:
 
 
 def test_container_worker_command() -> None:
-    profile = load_profile("generic-slurm").model_copy(
-        update={"container": {"image": "/shared/candle lab.sif", "options": ["--nv", "--bind", "/data"]}}
-    )
-    profile = SiteProfile.model_validate(profile.model_dump())
+    container = {"image": "/shared/candle lab.sif", "options": ["--nv", "--bind", "/data"]}
+    profile = SiteProfile.model_validate({**load_profile("generic-slurm").model_dump(), "container": container})
     resolved = resolve(ComputeSpec(profile="generic-slurm", gpus=1), profile)
     assert worker_command_python(resolved) == "apptainer exec --nv --bind /data '/shared/candle lab.sif' python3"
 

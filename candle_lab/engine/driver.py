@@ -169,12 +169,11 @@ class Engine:
         """Tell the optimizer what earlier runs of this experiment did; collect what to re-run."""
         records = self.store.trials()
         self.optimizer.register([Proposal(t.params, t.run_id) for t in records])
-        began = started_attempts(self.exp_dir)
-        state = SearchState(self.spec, adaptive=self.optimizer.adaptive, began=lambda i, a: (i, a) in began)
-        self._apply(state.restore(records, lambda run_id: read_outcome(self._run_dir(run_id))))
-        state.began = self._began
-        self.state = state
-        self.optimizer.tell(state.take_observations())
+        began = started_attempts(self.exp_dir)  # read once for all the trials of the earlier run
+        self.state.began = lambda i, a: (i, a) in began
+        self._apply(self.state.restore(records, lambda run_id: read_outcome(self._run_dir(run_id))))
+        self.state.began = self._began
+        self.optimizer.tell(self.state.take_observations())
         self.store.commit()
 
     def _began(self, trial_id: int, attempt: int) -> bool:
@@ -381,10 +380,7 @@ class Engine:
                 self.store.add_metrics(action.trial_id, action.attempt, action.step, action.values, action.time)
             elif isinstance(action, Record):
                 self._record(action)
-            elif isinstance(action, Requeue):
-                if action.reason not in (None, "driver restarted"):
-                    log.info("trial %d goes out again, attempt %d (%s)", action.trial_id, action.attempt,
-                             action.reason)
+            elif isinstance(action, Requeue):  # its event (retry, requeued) says why
                 self.store.requeue(action.trial_id, action.attempt, action.reason, action.error)
             elif isinstance(action, AskStop):
                 self._ask_stop(action)

@@ -339,10 +339,9 @@ class Engine:
                 continue
             self._futures.pop(trial.trial_id, None)
             future.release()
-            address = trial.address
             actions = self.state.finished(trial, outcome)
             if not any(isinstance(a, Event) and a.kind == REQUEUED for a in actions):  # it ran
-                self._turnaround.freed(address, outcome.ended, outcome.ended - outcome.started)
+                self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
             self._apply(actions)
 
     def _outcome_of(self, trial: Trial, attempt: int, future: Any) -> TrialOutcome | None:

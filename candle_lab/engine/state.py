@@ -414,7 +414,8 @@ class SearchState:
     def cancel_all(self, why: str) -> list[End]:
         """The driver ends: every trial in flight or waiting is cancelled."""
         ends = [End(t.trial_id, t.attempt, TrialState.CANCELLED, why, "", t.started, None)
-                for t in [*self.running.values(), *self.reruns]]
+                for t in self.running.values()]
+        ends += [End(t.trial_id, t.attempt, TrialState.CANCELLED, why, "", None, None) for t in self.reruns]
         self.running.clear()
         self.reruns.clear()
         return ends

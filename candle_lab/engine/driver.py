@@ -127,6 +127,7 @@ class Engine:
         # on a retiring worker could wait forever (seen in the SLURM tests), so dask places.
         self._workers_retire = workers_retire
         self._restarts: list[threading.Thread] = []  # workers being restarted to stop a trial
+        self._starts: set[tuple[int, int]] | None = None  # EXP/starts/ as last read
         self._memory_kills: dict[str, int] = {}  # worker address -> its memory (bytes) when dask restarted it
         self._slots_read = -math.inf
         self._placed = False  # the queue-ahead event is stored once
@@ -169,15 +170,17 @@ class Engine:
         """Tell the optimizer what earlier runs of this experiment did; collect what to re-run."""
         records = self.store.trials()
         self.optimizer.register([Proposal(t.params, t.run_id) for t in records])
-        began = started_attempts(self.exp_dir)  # read once for all the trials of the earlier run
-        self.state.began = lambda i, a: (i, a) in began
+        self._starts = None
         self._apply(self.state.restore(records, lambda run_id: read_outcome(self._run_dir(run_id))))
-        self.state.began = self._began
         self.optimizer.tell(self.state.take_observations())
         self.store.commit()
 
     def _began(self, trial_id: int, attempt: int) -> bool:
-        return (trial_id, attempt) in started_attempts(self.exp_dir)
+        """Whether a worker noted it began this attempt (``EXP/starts/`` read at most once
+        per batch of completions: a lost worker fails every trial queued behind it)."""
+        if self._starts is None:
+            self._starts = started_attempts(self.exp_dir)
+        return (trial_id, attempt) in self._starts
 
     # ------------------------------------------------------------------ loop
     def _loop(self, proposer: Proposer) -> str:
@@ -328,6 +331,7 @@ class Engine:
     def _on_done(self, done: list[tuple[Trial, int, Any]]) -> None:
         """Record finished futures (results fetched in one request); retry what may succeed."""
         current = [(t, a, f) for t, a, f in done if self.state.current(t.trial_id, a) is t]
+        self._starts = None  # read again if a lost worker asks
         finished = [f for _, _, f in current if f.status == "finished"]
         try:
             results = dict(zip(finished, self.client.gather(finished), strict=True))

@@ -151,6 +151,7 @@ def run_candle(algorithm: str, workers: int, median: float, window: float, root:
         "driver CPU": cpu / wall,
         "poll median s": polls.get("median"),
         "poll worst s": polls.get("worst"),
+        "poll CPU s": polls.get("cpu median"),
         "notes": "; ".join(f"{kind}: {detail.get('change', '')}" for _, kind, _, detail in events),
         "path": str(exp.path),
     }
@@ -234,14 +235,24 @@ def poll(path: str, seconds: float) -> None:
     from candle_lab.ui.state import ExperimentMonitor
 
     monitor = ExperimentMonitor(path=path)
-    times = []
+    times, cpu = [], []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(2.0)
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         monitor.refresh()
         times.append(time.perf_counter() - start)
-    print(json.dumps({"median": statistics.median(times), "worst": max(times), "rows": len(monitor.trials)}))
+        cpu.append(time.process_time() - cpu0)
+    print(
+        json.dumps(
+            {
+                "median": statistics.median(times),
+                "worst": max(times),
+                "cpu median": statistics.median(cpu),
+                "rows": len(monitor.trials),
+            }
+        )
+    )
 
 
 def report_seconds(n: int = 10_000) -> float:
@@ -277,13 +288,21 @@ def simulated_idle(workers: int, median: float, window: float, mode: str) -> flo
 _cost_cache: dict[str, dict[int, float]] = {}
 
 
-def main(quick: bool = False) -> list[dict[str, Any]]:
+def _ms(seconds: float | None) -> str | None:
+    return None if seconds is None else f"{1000 * seconds:.0f} ms"
+
+
+def main(
+    quick: bool = False, methods: tuple[str, ...] = METHODS, sizes: tuple[int, ...] | None = None
+) -> list[dict[str, Any]]:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     logging.getLogger("candle_lab").setLevel(logging.ERROR)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for workers, median, window in QUICK if quick else FULL:
-            for method in METHODS:
+            if sizes is not None and workers not in sizes:
+                continue
+            for method in methods:
                 if method == "Optuna TPE":
                     result = run_optuna(workers, median, window)
                     if result is None:
@@ -310,6 +329,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             "proposals/s",
             "driver CPU",
             "poll median",
+            "poll CPU",
             "poll worst",
             "notes",
         ],
@@ -321,10 +341,11 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
                 f"{100 * r['utilization']:.2f}%",
                 f"{100 * r['simulated']:.2f}%" if "simulated" in r else None,
                 r["trials"],
-                r["proposals/s"],
+                f"{r['proposals/s']:.1f}",
                 f"{100 * r['driver CPU']:.0f}%",
-                r.get("poll median s"),
-                r.get("poll worst s"),
+                _ms(r.get("poll median s")),
+                _ms(r.get("poll CPU s")),
+                _ms(r.get("poll worst s")),
                 r.get("notes") or None,
             ]
             for r in rows
@@ -367,4 +388,10 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--poll":
         poll(sys.argv[2], float(sys.argv[3]))
     else:
-        main(quick="--quick" in sys.argv)
+        # python -m benchmarks.scale [--quick] [--methods=random,async-bo,...] [--sizes=256,1024]
+        opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+        main(
+            quick="--quick" in sys.argv,
+            methods=tuple(opts["methods"].split(",")) if "methods" in opts else METHODS,
+            sizes=tuple(int(n) for n in opts["sizes"].split(",")) if "sizes" in opts else None,
+        )

@@ -123,3 +123,19 @@ def test_tell_of_unknown_point_is_accepted() -> None:
     opt.tell([Observation({"x0": 0.1, "x1": -0.1}, 0.2), Observation({"x0": 0.9, "x1": 0.9}, 2.0)])
     assert opt.told == 2
     assert isinstance(opt.ask(1)[0], Proposal)
+
+
+
+def test_the_gp_sees_heavy_tailed_values_through_a_monotone_warp() -> None:
+    """Losses spread over four orders of magnitude (a few trainings diverged): standardized,
+    the twenty best collapse next to the worst; warped, their order is kept and they spread."""
+    from candle_lab.optimizers.bo import warp
+
+    y = np.exp(np.linspace(0.0, 10.0, 30))[np.random.default_rng(0).permutation(30)]
+    z = (y - y.mean()) / y.std()
+    w = warp(y)
+    assert (np.argsort(w) == np.argsort(y)).all()
+    best = np.argsort(y)[:20]
+    spread = lambda v: float(np.ptp(v[best]) / np.ptp(v))  # noqa: E731
+    assert spread(z) < 0.04 and spread(w) > 0.2, (spread(z), spread(w))
+    np.testing.assert_allclose(warp(y[:5]), (y[:5] - y[:5].mean()) / y[:5].std())  # too few: standardized only

@@ -20,15 +20,17 @@ def run(spec: dict[str, Any], client: Any, root: Path) -> candle_lab.Experiment:
     return candle_lab.run(spec, client=client, root=root)
 
 
-def run_sleepy_async(client: Any, root: Path, sleep: float, trials: int, initial_points: int) -> candle_lab.Experiment:
-    """async-bo over trials that each sleep ``sleep`` seconds; every one must complete."""
+def run_sleepy_async(
+    client: Any, root: Path, sleep: float, trials: int, initial_points: int, algorithm: str = "async-bo"
+) -> candle_lab.Experiment:
+    """An asynchronous search over trials that each sleep ``sleep`` seconds; every one must complete."""
     spec = model_spec(
         "sleepy",
         space=[
             {"name": "x", "type": "real", "low": 0, "high": 1},
             {"name": "sleep", "type": "constant", "value": sleep},
         ],
-        search={"algorithm": "async-bo", "initial_points": initial_points},
+        search={"algorithm": algorithm, "initial_points": initial_points},
         budget={"max_trials": trials},
     )
     exp = run(spec, client, root)
@@ -226,11 +228,13 @@ def exp_events(exp: candle_lab.Experiment) -> list[tuple[float, str, int | None,
         return store.events()
 
 
-def test_short_trials_are_queued_one_ahead_on_each_worker(client: Any, root: Path) -> None:
-    """0.3-s trials: the driver's round trip costs the workers time, so once it is measured
-    the engine keeps one trial queued on each worker; a worker never runs two at once and a
-    freed slot starts its queued trial without waiting for the driver."""
-    exp = run_sleepy_async(client, root, sleep=0.3, trials=60, initial_points=60)
+@pytest.mark.parametrize("algorithm", ["async-bo", "random"])
+def test_short_trials_are_queued_one_ahead_on_each_worker(client: Any, root: Path, algorithm: str) -> None:
+    """0.3-s trials: the driver's round trip (or the scheduler's, for a search that queues
+    its trials there) costs the workers time, so once it is measured the engine keeps one
+    trial queued on each worker; a worker never runs two at once and a freed slot starts its
+    queued trial without waiting for the driver."""
+    exp = run_sleepy_async(client, root, sleep=0.3, trials=60, initial_points=60, algorithm=algorithm)
     trials = exp.trials
     (event,) = [e for e in exp_events(exp) if e[1] == "queue-ahead"]
     assert event[3]["workers"] == 2 and event[3]["median_wait_s"] > 0.002 * event[3]["median_trial_s"]
@@ -239,4 +243,7 @@ def test_short_trials_are_queued_one_ahead_on_each_worker(client: Any, root: Pat
     for _, ran in trials.sort_values("started").groupby("worker"):
         for (_, before), (_, after) in itertools.pairwise(ran.iterrows()):
             waits[bool(after["started"] > event[0])].append(float(after["started"] - before["ended"]))
-    assert waits[True] and sorted(waits[True])[len(waits[True]) // 2] < sorted(waits[False])[len(waits[False]) // 2]
+    after, before = sorted(waits[True]), sorted(waits[False])
+    assert after and after[len(after) // 2] < 0.05
+    if algorithm == "async-bo":  # the driver's round trip is gone (dask's queue is as quick on an idle scheduler)
+        assert after[len(after) // 2] < before[len(before) // 2]

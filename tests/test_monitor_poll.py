@@ -33,9 +33,11 @@ def test_incremental_poll_equals_a_full_read(tmp_path: Path) -> None:
                                    ended=1002.0 + i)
         store.commit()
         monitor.refresh()
-        # trials 40..44 finish, two new ones appear
+        # trials 40..44 finish, 45 is sent again (attempt 2), two new ones appear; 46..49
+        # are running as before and 50.. were never seen
         for i in range(40, 45):
             store.finish_trial(i, "failed", reason="exception", started=1001.0 + i, ended=1003.0 + i)
+        store.requeue(45, 2, "lost-worker", "worker lost")
         store.add_trial(50, "RUN050", {"x": 0.5}, queued=1100.0)
         store.add_trial(51, "RUN051", {"x": 0.51}, queued=1100.0)
         store.commit()
@@ -46,7 +48,8 @@ def test_incremental_poll_equals_a_full_read(tmp_path: Path) -> None:
     assert monitor.refresh()
     with Store(path / DB_NAME, readonly=True) as other:
         full = other.trials_frame()
-    assert read == [12]  # the 10 trials not final at the last poll and the 2 new ones, not all 52
+    assert read == [8]  # the 6 trials that moved since the last poll and the 2 new ones, not all 52
     got = monitor.trials
     pd.testing.assert_frame_equal(got[full.columns].reset_index(drop=True), full, )
     assert monitor.status.failed == 5 and monitor.status.completed == 40
+    assert got.set_index("trial_id").loc[45, "attempt"] == 2

@@ -150,16 +150,39 @@ def test_take_never_waits_for_a_slow_round() -> None:
 
 def test_reserve_grows_with_the_completion_rate() -> None:
     now = [100.0]
-    proposer = BackgroundProposer(SlowOptimizer(0.0), capacity=64, clock=lambda: now[0])
+    proposer = BackgroundProposer(SlowOptimizer(0.0), capacity=256, clock=lambda: now[0])
     try:
         proposer._recent_rounds.extend([0.1, 0.5, 0.2])  # the slowest recent round counts
         assert proposer.reserve(now[0]) == 0
         for _ in range(20):  # 20 results a second for 5 s
             now[0] += 0.05
             proposer.tell([Observation({"x": 0}, 1.0)])
-        assert proposer.reserve(now[0]) == 20  # 20/s x 0.5 s x 2
+        assert proposer.reserve(now[0]) == 80  # 20/s x (0.5 s round + its pause: 2 s) x 2
         proposer._recent_rounds.append(100.0)
-        assert proposer.reserve(now[0]) == 64  # never more than the workers
+        assert proposer.reserve(now[0]) == 256  # never more than the workers
+    finally:
+        proposer.close()
+
+
+def test_rounds_are_spaced_unless_the_engine_waits() -> None:
+    """100 completions a second, rounds of 50 ms: fewer, larger rounds (the thread busy
+    about a quarter of the time), and the engine still finds a proposal ready."""
+    opt = SlowOptimizer(0.05)
+    proposer = BackgroundProposer(opt, capacity=64)
+    try:
+        got = missed = 0
+        start = time.monotonic()
+        while time.monotonic() < start + 3.0:
+            taken = proposer.take(1)
+            if time.monotonic() > start + 1.0:  # after the rate is known
+                got += len(taken)
+                missed += not taken
+            proposer.tell([Observation(p.params, 1.0) for p in taken])
+            time.sleep(0.01)
+        busy = 0.05 * len(opt.rounds) / 3.0
+        assert busy < 0.4, (len(opt.rounds), opt.rounds)  # about 0.25; one round per result would be ~1
+        assert max(opt.rounds) > 5  # a round serves many results
+        assert missed < 0.1 * (got + missed), (got, missed)
     finally:
         proposer.close()
 

@@ -219,8 +219,9 @@ class Engine:
 
     def _targets(self) -> list[str | None]:
         """One entry per trial that may be submitted now: the worker it goes to, or None
-        where dask chooses. Adaptive searches are placed by the engine, one trial queued
-        on each worker, once the measured round trip costs the workers time."""
+        where dask chooses. Trials are placed by the engine, one queued on each worker,
+        once the measured round trip costs the workers time (dask's own queue on the
+        scheduler is a round trip too, slow when the scheduler's process is busy)."""
         if not self._placing():
             return [None] * self.state.free_slots()
         where = [t.address or t.target for t in self.state.running.values()]
@@ -229,7 +230,7 @@ class Engine:
         return list(placements(self._slots, in_flight, unplaced, self.state.room() + len(self.state.reruns)))
 
     def _placing(self) -> bool:
-        if not self.optimizer.adaptive or not self._turnaround.queue_ahead or self._workers_retire:
+        if not self._turnaround.queue_ahead or self._workers_retire:
             return False
         now = time.monotonic()
         if now - self._slots_read > SLOTS_SECONDS:  # workers come and go: read their list now and then

@@ -17,7 +17,10 @@ adapter drives them itself instead of through ``skopt.Optimizer``, for speed:
   liars (the best value so far) and spread a round by passing over candidates that
   share leaves with the points already picked;
 * qLCB gives each point of a round its own exploration weight, drawn from an
-  exponential distribution, as mlrMBO's qLCB does.
+  exponential distribution, as mlrMBO's qLCB does;
+* the GP models the told values through a power transform fitted to them (Yeo-Johnson,
+  as HEBO does), so that a few huge values (diverged trainings, narrow valleys) do not
+  flatten the rest of the landscape.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ GP_MAX_TOLD = 150  # auto: a GP while at most this many points are told ...
 GP_MAX_CONDITIONED = 400  # ... and told + pending stay at most this many (cost ~ N² per candidate)
 HYPER_ALWAYS = 60  # GP hyperparameters refit every round up to this many told points ...
 HYPER_GROWTH = 0.1  # ... then each time the told points grew by this share
+RESTART_GROWTH = 2.0  # a hyperparameter fit restarts from random points when the data doubled
+POLISH_STARTS = 3  # L-BFGS polishes the acquisition from this many of the best candidates
+WARP_MIN_POINTS = 10  # the GP sees told values through a fitted power transform from this many on
 MIN_CANDIDATES = 250  # the cheapest proposals still score this many candidates
 TREES = 12
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
@@ -127,6 +133,7 @@ class BayesOptimizer:
         self._cheap = False  # degraded: proposals could not keep up with the workers
         self._kernel: Any = None  # the GP kernel of the last hyperparameter fit (warm start)
         self._kernel_told = 0
+        self._restart_told = 0  # told points at the last hyperparameter fit with restarts
         self.fits: Counter[str] = Counter()  # surrogate fits by kind (tests, benchmarks)
 
     # ------------------------------------------------------------------ protocol
@@ -309,12 +316,16 @@ class BayesOptimizer:
         pool = self._candidates(X, y, max(self._n_candidates, 4 * n))
         y_opt = float(y.min())
         picker: _GPPicker | _TreePicker
+        xi = self._xi
         if kind == "GP":
+            xi /= float(y.std()) or 1.0  # xi is in the objective's units: the same margin after the warp
+            y = warp(y)
+            y_opt = float(y.min())
             model = self._condition(self._gp(X, y), pending)
             picker = _GPPicker(model, pool)
             if not self._has_cat and not self._cheap:
-                first = self._rule(self._kappa)
-                starts = pool[np.argsort(picker.scores(y_opt, first))[:5]]
+                first = self._rule(self._kappa, xi)
+                starts = pool[np.argsort(picker.scores(y_opt, first))[:POLISH_STARTS]]
                 picker.extend(self._polish(model, starts, y_opt, first))
         else:
             liars = np.full(len(pending), y_opt)  # constant liar: the best value so far
@@ -324,16 +335,16 @@ class BayesOptimizer:
         kappas = self._rng.exponential(self._kappa, size=n) if self._acq == "qLCB" else np.full(n, self._kappa)
         chosen: list[np.ndarray] = []
         for kappa in kappas:
-            row = picker.pick(y_opt, self._rule(float(kappa)), seen)
+            row = picker.pick(y_opt, self._rule(float(kappa), xi), seen)
             if row is None:
                 row = self._uniform(1)[0]
             seen.add(row.tobytes())
             chosen.append(row)
         return chosen
 
-    def _rule(self, kappa: float) -> PickRule:
+    def _rule(self, kappa: float, xi: float) -> PickRule:
         """The acquisition of one pick: qLCB is LCB with the pick's own kappa."""
-        return PickRule("LCB" if self._acq == "qLCB" else self._acq, kappa, self._xi)
+        return PickRule("LCB" if self._acq == "qLCB" else self._acq, kappa, xi)
 
     def _candidates(self, X: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
         """Half uniform, half perturbations of the five best points."""
@@ -344,7 +355,8 @@ class BayesOptimizer:
     def _gp(self, X: np.ndarray, y: np.ndarray) -> Any:
         """A GP on the told points. Its hyperparameters are refit every round while the
         data is small, then each time the told points grew by a tenth, warm-started from
-        the last fit; in between only the (cheap) Cholesky factor is recomputed."""
+        the last fit (with random restarts too each time the data doubled); in between
+        only the (cheap) Cholesky factor is recomputed."""
         from skopt.learning import GaussianProcessRegressor
         from skopt.space import Space
         from skopt.utils import cook_estimator
@@ -354,8 +366,10 @@ class BayesOptimizer:
         if self._kernel is None:
             model = cook_estimator("GP", space=Space([(0.0, 1.0)] * self._width), random_state=seed, noise="gaussian")
         elif n <= HYPER_ALWAYS or n >= self._kernel_told * (1 + HYPER_GROWTH):
+            restarts = 2 if n >= self._restart_told * RESTART_GROWTH else 0
             model = GaussianProcessRegressor(
-                kernel=self._kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=2, random_state=seed
+                kernel=self._kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=restarts,
+                random_state=seed,
             )
         else:
             model = GaussianProcessRegressor(kernel=self._kernel, normalize_y=True, noise="gaussian", optimizer=None)
@@ -367,6 +381,8 @@ class BayesOptimizer:
         else:
             self.fits["GP-hyper"] += 1
             self._kernel, self._kernel_told = _kernel_with_noise(model), n
+            if model.n_restarts_optimizer:
+                self._restart_told = n
         return model
 
     def _condition(self, model: Any, pending: np.ndarray) -> Any:
@@ -441,6 +457,22 @@ def _kernel_with_noise(model: Any) -> Any:
     if isinstance(kernel, Sum) and isinstance(kernel.k2, WhiteKernel) and model.noise_ is not None:
         kernel.k2 = WhiteKernel(noise_level=model.noise_, noise_level_bounds=kernel.k2.noise_level_bounds)
     return kernel
+
+
+def warp(y: np.ndarray) -> np.ndarray:
+    """Told values on a scale a GP fits well: standardized, then a Yeo-Johnson power
+    transform fitted to them (monotone: the best point stays the best), which makes
+    skewed values (a few diverged trainings, narrow valleys, rare deep optima) closer to
+    the Gaussian a GP assumes."""
+    from scipy.stats import yeojohnson
+
+    z = (y - y.mean()) / (y.std() or 1.0)
+    if len(z) < WARP_MIN_POINTS:
+        return z
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        out = np.asarray(yeojohnson(z)[0], dtype=float)
+    return out if np.all(np.isfinite(out)) and np.ptp(out) > 0 else z
 
 
 class PickRule(NamedTuple):

@@ -4,10 +4,13 @@ The engine never waits on an adaptive optimizer. A :class:`BackgroundProposer` o
 optimizer on a thread: it applies results as they come and proposes in rounds, one
 round for all the points wanted at that moment (one surrogate fit), plus a reserve
 sized from the measured completion rate and round time, so that a trial that ends is
-replaced at once. ``take`` hands over what is ready and never blocks; the engine is
-woken when more is ready. When workers wait for proposals for more than a small share
-of their time, the proposer makes the optimizer cheaper (``degrade``) and says so in a
-:class:`Notice` the engine records.
+replaced at once. Rounds are spaced so that the optimizer's thread is busy at most
+``MAX_DUTY`` of the time unless the workers wait: a round costs about the same for one
+point as for fifty, and the scheduler shares the driver's process, so at hundreds of
+completions a second fewer, larger rounds keep the workers busier. ``take`` hands over
+what is ready and never blocks; the engine is woken when more is ready. When workers
+wait for proposals for more than a small share of their time, the proposer makes the
+optimizer cheaper (``degrade``) and says so in a :class:`Notice` the engine records.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ STARVED_WINDOW = 10.0  # ... measured over this many seconds, before proposals g
 RATE_WINDOW = 30.0  # completion rate: results told over the last this many seconds
 RECENT_ROUNDS = 5  # the reserve covers the slowest of the last rounds ...
 RESERVE_MARGIN = 2.0  # ... this many times over
+MAX_DUTY = 0.25  # rounds not needed by waiting workers keep the thread busy at most this share
 
 
 class Proposer(Protocol):
@@ -132,6 +136,7 @@ class BackgroundProposer:
         self._told_at: deque[tuple[float, int]] = deque()
         self._wanted = 0  # proposals the engine asked for and did not get
         self._recent_rounds: deque[float] = deque(maxlen=RECENT_ROUNDS)
+        self._next_round = -math.inf  # a round nobody waits for starts no earlier than this
         self._starved = Starvation()
         self._slow_said = -math.inf
         self._notices: list[Notice] = []
@@ -194,26 +199,41 @@ class BackgroundProposer:
         """The slowest of the recent proposal rounds."""
         return max(self._recent_rounds, default=0.0)
 
+    def _expected(self, now: float) -> float:
+        """Trials expected to end from one round to the next, with a margin."""
+        return self.completion_rate(now) * self.round_seconds / MAX_DUTY * RESERVE_MARGIN
+
     def reserve(self, now: float) -> int:
-        """Proposals kept ready beyond what is wanted: the trials expected to end while
-        one round runs, so that none of them waits for the next round."""
-        expected = self.completion_rate(now) * self.round_seconds * RESERVE_MARGIN
-        return min(self.capacity, math.ceil(expected))
+        """Proposals kept ready beyond what is wanted, so that no trial that ends waits
+        for a round (never more than the workers)."""
+        return min(self.capacity, math.ceil(self._expected(now)))
 
     def _need(self, now: float) -> int:
         return max(self._wanted, 1 if not self._ready else 0) + self.reserve(now) - len(self._ready)
+
+    def _due(self, now: float) -> int:
+        """Points to propose now: what is needed, once the pause after the last round is
+        over; at once when the engine waits, or when a reserve as large as the workers
+        could not cover the pause anyway."""
+        need = self._need(now)
+        if need <= 0:
+            return 0
+        waiting = self._wanted > 0 and not self._ready
+        uncovered = self._expected(now) > self.capacity
+        return need if waiting or uncovered or now >= self._next_round else 0
 
     # ------------------------------------------------------------------ thread
     def _loop(self) -> None:
         try:
             while True:
                 with self._cond:
-                    while not self._closed and not self._told and self._need(self.clock()) <= 0:
-                        self._cond.wait(1.0)
+                    while not self._closed and not self._told and not self._due(self.clock()):
+                        pause = self._next_round - self.clock()
+                        self._cond.wait(min(1.0, pause) if pause > 0 and self._need(self.clock()) > 0 else 1.0)
                     if self._closed:
                         return
                     told, self._told = self._told, []
-                    need = self._need(self.clock())
+                    need = self._due(self.clock())
                 if told:
                     self.optimizer.tell(told)
                 if need > 0 and not self.optimizer.exhausted:
@@ -234,6 +254,7 @@ class BackgroundProposer:
         self.round_sizes.append(len(fresh))
         with self._cond:
             self._recent_rounds.append(seconds)
+            self._next_round = self.clock() + seconds * (1 / MAX_DUTY - 1)
             self._ready.extend(fresh)
             wanted = self._wanted
             self._check_starvation(seconds, len(fresh))

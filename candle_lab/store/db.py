@@ -254,6 +254,19 @@ class Store:
             out.append(TrialRecord(**data))
         return out
 
+    def changes(self, ids: Sequence[int]) -> dict[int, tuple[str, int, float | None]]:
+        """``(state, attempt, started)`` of the given trials: what a poller compares, before
+        reading again only the trials that moved (no JSON decoded here)."""
+        out: dict[int, tuple[str, int, float | None]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT trial_id, state, attempt, started FROM trials WHERE trial_id IN ({marks})", chunk
+            )
+            out.update({row[0]: (row[1], row[2], row[3]) for row in rows})
+        return out
+
     def trial(self, trial_id: int) -> TrialRecord | None:
         found = [t for t in self.trials() if t.trial_id == trial_id]
         return found[0] if found else None

@@ -105,14 +105,20 @@ class ExperimentMonitor(param.Parameterized):
         return True
 
     def _read_trials(self) -> pd.DataFrame:
-        """The trials, reading only what may have changed: new trials and those not yet in
-        a final state (a final state never changes), so a poll stays cheap at 100k trials."""
+        """The trials, reading only what changed: new trials, and those not yet in a final
+        state (a final state never changes) whose state, attempt or start moved, so a poll
+        stays cheap at 100k trials and 1000 running."""
         assert self._store is not None
         old = self.trials
         if old.empty or "trial_id" not in old:
             return self._store.trials_frame()
-        open_ids = old.loc[~old["state"].isin(FINAL_STATES), "trial_id"].astype(int).tolist()
-        fresh = self._store.trials_frame(newer_than=int(old["trial_id"].max()), ids=open_ids)
+        keys = ["state", "attempt", "started"]
+        before = old.loc[~old["state"].isin(FINAL_STATES), ["trial_id", *keys]].set_index("trial_id")
+        now = self._store.changes(before.index.astype(int).tolist())
+        after = pd.DataFrame.from_dict(now, orient="index", columns=keys).reindex(before.index)
+        same = (after == before) | (after.isna() & before.isna())
+        moved = before.index[~same.all(axis=1)].astype(int).tolist()
+        fresh = self._store.trials_frame(newer_than=int(old["trial_id"].max()), ids=moved)
         if fresh.empty:
             return old
         kept = old[~old["trial_id"].isin(fresh["trial_id"])]

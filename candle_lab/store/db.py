@@ -11,7 +11,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,9 +241,8 @@ class Store:
         elif newer_than is not None:
             query += " WHERE trial_id > ?"
             args = [newer_than]
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                query += f" OR trial_id IN ({', '.join('?' * len(chunk))})"
+            for chunk, marks in _in_chunks(ids):
+                query += f" OR trial_id IN ({marks})"
                 args += chunk
         rows = self._db.execute(query + " ORDER BY trial_id", args).fetchall()
         out = []
@@ -258,9 +257,7 @@ class Store:
         """``(state, attempt, started)`` of the given trials: what a poller compares, before
         reading again only the trials that moved (no JSON decoded here)."""
         out: dict[int, tuple[str, int, float | None]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             rows = self._db.execute(
                 f"SELECT trial_id, state, attempt, started FROM trials WHERE trial_id IN ({marks})", chunk
             )
@@ -325,3 +322,10 @@ class Store:
     def data_version(self) -> int:
         """Changes whenever another connection commits (cheap: pollers skip unchanged reads)."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _in_chunks(ids: Sequence[int], size: int = 500) -> Iterator[tuple[list[int], str]]:
+    """``ids`` in pieces small enough for one ``IN (...)`` each, with their placeholders."""
+    for start in range(0, len(ids), size):
+        chunk = list(ids[start : start + size])
+        yield chunk, ", ".join("?" * len(chunk))

@@ -53,3 +53,18 @@ def test_incremental_poll_equals_a_full_read(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(got[full.columns].reset_index(drop=True), full, )
     assert monitor.status.failed == 5 and monitor.status.completed == 40
     assert got.set_index("trial_id").loc[45, "attempt"] == 2
+    # A second poll: what the first one read as live is followed on (45 runs its second
+    # attempt, 46 and 50 finish, 52 appears), the trials final before are not asked again.
+    with Store(path / DB_NAME) as store:
+        store.mark_running(45, 2, worker="w", host="h", gpu=None, started=1200.0)
+        store.finish_trial(46, "completed", objective=4.6, started=1047.0, ended=1201.0)
+        store.finish_trial(50, "failed", reason="exception", started=1101.0, ended=1202.0)
+        store.add_trial(52, "RUN052", {"x": 0.52}, queued=1203.0)
+        store.commit()
+    read.clear()
+    assert monitor.refresh()
+    assert read == [4]
+    with Store(path / DB_NAME, readonly=True) as other:
+        full = other.trials_frame()
+    pd.testing.assert_frame_equal(monitor.trials[full.columns].reset_index(drop=True), full)
+    assert list(monitor.trials["trial_id"]) == list(range(53))

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import param
 
@@ -46,6 +47,7 @@ class ExperimentMonitor(param.Parameterized):
         self._data_version: int | None = None
         self._metrics_row = 0
         self._tick = 0.0
+        self._live: dict[int, tuple[Any, ...]] = {}  # trials not final: (state, attempt, started)
         self.spec: ExperimentSpec | None = None
         self.experiment: api.Experiment | None = None
         if self.path:
@@ -111,19 +113,26 @@ class ExperimentMonitor(param.Parameterized):
         assert self._store is not None
         old = self.trials
         if old.empty or "trial_id" not in old:
-            return self._store.trials_frame()
-        keys = ["state", "attempt", "started"]
-        before = old.loc[~old["state"].isin(FINAL_STATES), ["trial_id", *keys]].set_index("trial_id")
-        now = self._store.changes(before.index.astype(int).tolist())
-        after = pd.DataFrame.from_dict(now, orient="index", columns=keys).reindex(before.index)
-        same = (after == before) | (after.isna() & before.isna())
-        moved = before.index[~same.all(axis=1)].astype(int).tolist()
-        fresh = self._store.trials_frame(newer_than=int(old["trial_id"].max()), ids=moved)
+            fresh = self._store.trials_frame()
+            self._live = _live_keys(fresh)
+            return fresh
+        now = self._store.changes(list(self._live))
+        moved = [t for t, seen in self._live.items() if now.get(t) != seen]
+        last = int(old["trial_id"].iloc[-1])
+        fresh = self._store.trials_frame(newer_than=last, ids=moved)
         if fresh.empty:
             return old
-        kept = old[~old["trial_id"].isin(fresh["trial_id"])]
-        merged = pd.concat([kept, fresh], ignore_index=True).sort_values("trial_id", ignore_index=True)
-        return merged.infer_objects()
+        for t in moved:
+            del self._live[t]
+        self._live.update(_live_keys(fresh))
+        # One concatenation, then one take: the latest row of each trial, in trial order.
+        merged = pd.concat([old, fresh], ignore_index=True)
+        ids = merged["trial_id"].to_numpy()
+        latest = np.ones(len(ids), dtype=bool)
+        again = fresh["trial_id"].to_numpy()
+        latest[np.searchsorted(ids[: len(old)], again[again <= last])] = False
+        order = np.argsort(ids[latest], kind="stable")
+        return merged.take(np.flatnonzero(latest)[order]).reset_index(drop=True).infer_objects()
 
     def _curve_metric(self) -> str:
         """Keep the chosen metric while trials report it; else the objective's, else a loss."""
@@ -239,3 +248,13 @@ class ExperimentBrowser(param.Parameterized):
             with contextlib.suppress(CandleLabError):
                 out[exp_id] = ExperimentMonitor(path=str(self.path_of(exp_id)))
         return out
+
+
+def _live_keys(trials: pd.DataFrame) -> dict[int, tuple[Any, ...]]:
+    """``(state, attempt, started)`` of the trials not in a final state, as
+    :meth:`Store.changes` returns them (what a poll compares to find the ones that moved)."""
+    live = trials.loc[~trials["state"].isin(FINAL_STATES), ["trial_id", "state", "attempt", "started"]]
+    return {
+        int(t): (str(s), int(a), None if pd.isna(st) else float(st))
+        for t, s, a, st in live.itertuples(index=False)
+    }

@@ -4,14 +4,15 @@ In every run results return in random order and a new point is asked the moment 
 returns, as on a cluster.
 
 4a. Branin and Hartmann6, 50 evaluations, 4 in flight: candle_lab async-bo vs candle_lab
-    random vs Optuna TPE vs skopt gp_minimize (sequential). Targets (default surrogate):
-    median regret ≤ 0.001 on Branin and ≤ 0.15 on Hartmann6.
+    random vs candle_lab ga (steady state, population = evaluations / 5) vs Optuna TPE vs
+    skopt gp_minimize (sequential). Targets (default surrogate): median regret ≤ 0.001 on
+    Branin and ≤ 0.15 on Hartmann6.
 4b. Hartmann6, 200 evaluations, 64 in flight: candle_lab async-bo vs Optuna TPE
     (``multivariate=True, constant_liar=True``, 64 trials running, as ``n_jobs=64``) vs
-    random. Target: candle_lab's median ≤ TPE's.
+    random vs ga. Target: candle_lab's median ≤ TPE's.
 4c. A broad public suite: BBOB (the COCO platform's ``bbob`` suite, package
     ``coco-experiment``), 5-D, 60 evaluations, 4 in flight, functions from all five BBOB
-    classes, instances 1–5 as seeds: candle_lab vs random vs sequential Optuna TPE.
+    classes, instances 1–5 as seeds: candle_lab (async-bo, ga) vs random vs sequential Optuna TPE.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from benchmarks.common import table
 from candle_lab import objectives
 from candle_lab.optimizers.base import Observation
 from candle_lab.optimizers.bo import BayesOptimizer
+from candle_lab.optimizers.ga import GeneticSearch
 from candle_lab.optimizers.random_search import RandomSearch
 from candle_lab.spec import spec_from_dict
 
@@ -62,7 +64,7 @@ def in_flight(
     """Best value found by candle_lab with ``parallel`` trials in flight."""
     space = _space(params)
     rng = np.random.default_rng(seed + 1000)
-    opt = BayesOptimizer(space, seed=seed) if algorithm == "async-bo" else RandomSearch(space, seed)
+    opt = _optimizer(space, algorithm, seed, evals)
     pending = opt.ask(parallel)
     values: list[float] = []
     while len(values) < evals:
@@ -73,6 +75,14 @@ def in_flight(
         if len(values) + len(pending) < evals:
             pending += opt.ask(1)
     return min(values)
+
+
+def _optimizer(space: Any, algorithm: str, seed: int, evals: int) -> Any:
+    if algorithm == "async-bo":
+        return BayesOptimizer(space, seed=seed)
+    if algorithm == "ga":  # the steady-state GA with its default operators, 5 populations' worth
+        return GeneticSearch(space, population=max(4, evals // 5), seed=seed)
+    return RandomSearch(space, seed)
 
 
 def optuna_in_flight(
@@ -138,6 +148,7 @@ def run_gp_minimize(problem: str, seed: int) -> float:
 METHODS: dict[str, Callable[[str, int], float | None]] = {
     "candle_lab async-bo (4 workers)": run_candle,
     "candle_lab random": lambda p, s: run_candle(p, s, "random"),
+    "candle_lab ga": lambda p, s: run_candle(p, s, "ga"),
     "Optuna TPE": run_optuna,
     "skopt gp_minimize (sequential)": run_gp_minimize,
 }
@@ -160,6 +171,9 @@ WIDE: dict[str, Callable[[int], float | None]] = {
     ),
     "candle_lab random": lambda s: in_flight(
         objectives.hartmann6, objectives.HARTMANN6_SPACE, s, "random", evals=WIDE_EVALS, parallel=WIDE_PARALLEL
+    ),
+    "candle_lab ga": lambda s: in_flight(
+        objectives.hartmann6, objectives.HARTMANN6_SPACE, s, "ga", evals=WIDE_EVALS, parallel=WIDE_PARALLEL
     ),
 }
 
@@ -220,6 +234,7 @@ BBOB_METHODS: dict[str, Callable[[Callable[[dict[str, Any]], float], int], float
     ),
     "candle_lab random": lambda fn, s: in_flight(fn, BBOB_SPACE, s, "random", evals=BBOB_EVALS, parallel=PARALLEL),
     "Optuna TPE (sequential)": lambda fn, s: optuna_in_flight(fn, BBOB_SPACE, s, BBOB_EVALS, 1),
+    "candle_lab ga": lambda fn, s: in_flight(fn, BBOB_SPACE, s, "ga", evals=BBOB_EVALS, parallel=PARALLEL),
 }
 
 

@@ -65,11 +65,18 @@ def utilization_figure(running: pd.DataFrame, workers: int) -> Any:
 
 
 def best_so_far_figure(progress: pd.DataFrame, metric: str, direction: str) -> Any:
-    """Each finished trial's objective and the best so far (:func:`monitor.best_so_far`)."""
+    """Each finished trial's objective and the best so far (:func:`monitor.best_so_far`),
+    coloured by round (batch round, GA generation) when the search has rounds."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=progress["ended"], y=progress["objective"], mode="markers", name="trial"))
+    rounds = progress.get("round")
+    marker = (
+        {"color": rounds, "colorscale": "Viridis", "colorbar": {"title": "round"}, "showscale": True}
+        if rounds is not None and rounds.notna().any()
+        else {}
+    )
+    fig.add_trace(go.Scatter(x=progress["ended"], y=progress["objective"], mode="markers", name="trial", marker=marker))
     fig.add_trace(go.Scatter(x=progress["ended"], y=progress["best"], line_shape="hv", name="best so far"))
     fig.update_layout(title=f"{metric} ({direction})", xaxis_title="seconds", height=350)
     return fig

@@ -128,12 +128,14 @@ def running_over_time(trials: pd.DataFrame, now: float | None = None) -> pd.Data
 
 
 def best_so_far(trials: pd.DataFrame, direction: str = "minimize") -> pd.DataFrame:
-    """Completed trials in order of ending, with the best objective up to each."""
+    """Completed trials in order of ending, with the best objective up to each (and the
+    round — batch round or GA generation — each belongs to, NaN when none)."""
     if trials.empty:
-        return pd.DataFrame({"trial_id": [], "ended": [], "objective": [], "best": []})
+        return pd.DataFrame({"trial_id": [], "ended": [], "objective": [], "round": [], "best": []})
     done = trials[(trials["state"] == "completed") & trials["objective"].notna()].sort_values("ended")
     best = done["objective"].cummin() if direction == "minimize" else done["objective"].cummax()
     out = done[["trial_id", "ended", "objective"]].copy()
+    out["round"] = pd.to_numeric(done["round"], errors="coerce") if "round" in done else float("nan")
     out["best"] = best.to_numpy()
     if not out.empty:
         out["ended"] = out["ended"] - float(trials["started"].min())
@@ -144,11 +146,11 @@ def top_trials(trials: pd.DataFrame, k: int, direction: str = "minimize") -> pd.
     """The ``k`` best completed trials, best first (``k <= 0``: every trial, best first)."""
     if trials.empty:
         return trials
-    ordered = trials.sort_values("objective", ascending=direction == "minimize", na_position="last", kind="stable")
     if k <= 0:
-        return ordered
-    done = ordered[(ordered["state"] == "completed") & ordered["objective"].notna()]
-    return done.head(k)
+        return trials.sort_values("objective", ascending=direction == "minimize", na_position="last", kind="stable")
+    done = trials["objective"][trials["state"] == "completed"].astype(float).dropna()
+    best = done.nsmallest(k) if direction == "minimize" else done.nlargest(k)
+    return trials.loc[best.index]
 
 
 def loss_curves(metrics: pd.DataFrame, metric: str, trial_ids: Iterable[int] | None = None) -> dict[int, pd.DataFrame]:

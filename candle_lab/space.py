@@ -55,6 +55,9 @@ class RealParam(_Param):
     low: float
     high: float
     log: bool = Field(False, description="Search on a log scale (needs low > 0)")
+    sigma: float | None = Field(
+        None, gt=0, description="GA: standard deviation of the Gaussian mutation, in the parameter's units"
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> RealParam:
@@ -69,6 +72,9 @@ class IntegerParam(_Param):
     low: int
     high: int
     log: bool = False
+    sigma: float | None = Field(
+        None, gt=0, description="GA: standard deviation of the Gaussian mutation, in the parameter's units"
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> IntegerParam:
@@ -82,6 +88,9 @@ class CategoricalParam(_Param):
     type: Literal["categorical"] = "categorical"
     choices: tuple[Choice, ...]
     ordered: bool = Field(False, description="The choices have a natural order (e.g. batch sizes)")
+    sigma: float | None = Field(
+        None, gt=0, description="GA, ordered choices: standard deviation of the Gaussian mutation, in steps"
+    )
 
     @model_validator(mode="after")
     def _check_choices(self) -> CategoricalParam:
@@ -91,6 +100,8 @@ class CategoricalParam(_Param):
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:
             raise ValueError(f"choices must be distinct, got duplicates {', '.join(dupes)}")
+        if self.sigma is not None and not self.ordered:
+            raise ValueError(f"sigma applies to ordered choices only (type ordered), got sigma={self.sigma} here")
         return self
 
 
@@ -372,12 +383,15 @@ def parse_ga_json(data: Any, source: str = "ga") -> list[dict[str, Any]]:
                     "high": entry["upper"],
                     "log": bool(entry.get("use_log_scale", entry.get("log", False))),
                 }
+                | _sigma(entry)
             )
         elif kind in ("categorical", "ordered"):
             values = entry.get("values")
             if not isinstance(values, list) or not values:
                 raise SpecError.one(f"{where}.values", expected_got("a non-empty list", values))
-            params.append({"name": name, "type": "categorical", "choices": values, "ordered": kind == "ordered"})
+            ordered = kind == "ordered"
+            extra = _sigma(entry) if ordered else {}
+            params.append({"name": name, "type": "categorical", "choices": values, "ordered": ordered} | extra)
         elif kind == "logical":
             params.append({"name": name, "type": "categorical", "choices": [True, False]})
         else:
@@ -385,6 +399,11 @@ def parse_ga_json(data: Any, source: str = "ga") -> list[dict[str, Any]]:
                 raise SpecError.one(f"{where}.value", "required for type constant")
             params.append({"name": name, "type": "constant", "value": entry["value"]})
     return params
+
+
+def _sigma(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The GA file's ``sigma`` when it gives one (validated with the parameter)."""
+    return {"sigma": entry["sigma"]} if entry.get("sigma") is not None else {}
 
 
 def to_ga_json(parameters: Sequence[Parameter]) -> list[dict[str, Any]]:
@@ -396,7 +415,8 @@ def to_ga_json(parameters: Sequence[Parameter]) -> list[dict[str, Any]]:
             entry: dict[str, Any] = {"name": p.name, "type": kind, "lower": p.low, "upper": p.high}
             if p.log:
                 entry["use_log_scale"] = True
-            entry["sigma"] = (p.high - p.low) / 20 if isinstance(p, RealParam) else max(1, (p.high - p.low) // 20)
+            default = (p.high - p.low) / 20 if isinstance(p, RealParam) else max(1, (p.high - p.low) // 20)
+            entry["sigma"] = p.sigma or default
             out.append(entry)
         elif isinstance(p, CategoricalParam):
             if [repr(c) for c in p.choices] == ["True", "False"] and not p.ordered:
@@ -406,7 +426,7 @@ def to_ga_json(parameters: Sequence[Parameter]) -> list[dict[str, Any]]:
             entry = {"name": p.name, "type": "ordered" if p.ordered else "categorical", "element_type": element}
             entry["values"] = list(p.choices)
             if p.ordered:
-                entry["sigma"] = max(1, len(p.choices) // 4)
+                entry["sigma"] = p.sigma or max(1, len(p.choices) // 4)
             out.append(entry)
         else:
             out.append({"name": p.name, "type": "constant", "value": p.value})

@@ -44,9 +44,9 @@ from candle_lab.space import (
     read_space_file,
 )
 
-Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo"]
+Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo", "ga"]
 SPACE_FORMATS: tuple[str, ...] = ("auto", "ga", "grid", "upf", "native")
-ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo")
+ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo", "ga")
 
 
 class Section(BaseModel):
@@ -174,7 +174,7 @@ class SpaceSpec(Section):
 class SearchSpec(Section):
     """How to search: the algorithm and the Bayesian-optimization settings."""
 
-    algorithm: Algorithm = Field("async-bo", description="grid | random | upf | async-bo | batch-bo")
+    algorithm: Algorithm = Field("async-bo", description="grid | random | upf | async-bo | batch-bo | ga")
     surrogate: Literal["auto", "RF", "ET", "GP"] = Field(
         "auto", description="Surrogate model; auto = GP while the data is small, extra trees beyond"
     )
@@ -188,6 +188,25 @@ class SearchSpec(Section):
     seed: int | None = Field(None, description="Random seed (fixed when the experiment is created)")
     shuffle: bool = Field(False, description="Grid: visit the points in random order (CANDLE's random grid)")
     grid_points: int = Field(5, ge=2, le=10_000, description="Grid: values per real/integer parameter")
+    population: int = Field(20, ge=2, le=100_000, description="GA: individuals kept for selection")
+    generations: int | None = Field(
+        None, ge=1, description="GA: generations after the initial one (budget: population × (generations + 1))"
+    )
+    mutation_rate: float = Field(0.2, ge=0, le=1, description="GA: chance that each gene of a child mutates")
+    crossover_rate: float = Field(0.8, ge=0, le=1, description="GA: chance that a child mixes two parents")
+    tournament_size: int = Field(3, ge=1, description="GA: individuals drawn per tournament selection")
+    elitism: bool = Field(True, description="GA: select among the best evaluated so far (else the latest)")
+    generational: bool = Field(
+        False, description="GA: wait for each whole generation before the next (CANDLE's barrier)"
+    )
+
+    @model_validator(mode="after")
+    def _ga(self) -> SearchSpec:
+        if self.tournament_size > self.population:
+            raise ValueError(
+                f"tournament_size: expected at most population ({self.population}), got {self.tournament_size}"
+            )
+        return self
 
 
 # ------------------------------------------------------------------------------- budget
@@ -355,9 +374,12 @@ class ExperimentSpec(Section):
                     f"space: the grid has {size:,} points (more than {MAX_GRID:,}); "
                     "use fewer grid_points, fewer parameters, or random search"
                 )
+        elif algo == "ga" and self.search.generations is not None:
+            pass  # ends after its last generation
         elif self.budget.max_trials is None and self.budget.max_time is None:
             raise ValueError(
                 f"budget: {algo} search does not end on its own; set budget.max_trials or budget.max_time"
+                + (" (or search.generations)" if algo == "ga" else "")
             )
         return self
 

@@ -42,7 +42,13 @@ SECTIONS = {  # form section -> the spec fields whose problems it shows
     "Compute job": ("compute", "trial"),
 }
 WIDE = W.Layout(width="420px")
-OPTIONAL_NUMBERS = {"target": "budget.target", "seed": "search.seed"}  # form field -> spec field
+OPTIONAL_NUMBERS = {  # form field -> spec field
+    "target": "budget.target",
+    "seed": "search.seed",
+    "generations": "search.generations",
+    "mutation_rate": "search.mutation_rate",
+    "crossover_rate": "search.crossover_rate",
+}
 
 
 def _problems_html(lines: list[str]) -> str:
@@ -119,6 +125,8 @@ class ExperimentForm:
             widget = W.Dropdown(options=list(p.objects), value=value, description=label, **kwargs)
         elif kind == "int":
             widget = W.IntText(value=value if value is not None else 0, description=label, **kwargs)
+        elif kind == "bool":
+            widget = W.Checkbox(value=bool(value), description=label, **kwargs)
         elif kind in ("float", "optint"):  # optional numbers: blank = none
             widget = W.Text(value="" if value is None else str(value), description=label, **kwargs)
         else:
@@ -190,6 +198,9 @@ class ExperimentForm:
             f("algorithm", "Algorithm", "select"), f("surrogate", "Surrogate", "select"),
             f("acquisition", "Acquisition", "select"), f("initial_points", "Initial points", "int"),
             f("batch_size", "Batch size", "int"), f("seed", "Seed", "optint"),
+            f("population", "Population (GA)", "int"), f("generations", "Generations (GA)", "optint"),
+            f("mutation_rate", "Mutation rate (GA)", "float"), f("crossover_rate", "Crossover rate (GA)", "float"),
+            f("tournament_size", "Tournament (GA)", "int"), f("generational", "Generational (GA)", "bool"),
             f("max_trials", "Max trials", "int"), f("max_time", "Max time"), f("target", "Target", "float"),
             f("metric", "Metric"), f("direction", "Direction", "select"), self._problem_boxes["Search"],
         ])

@@ -155,7 +155,7 @@ CASES: list[Case] = [
     Case("low-above-high", "space.parameters[0]", data=spec(space=_param(low=2.0))),
     Case("low-a-word", "space.parameters[0].low", data=spec(space=_param(low="tiny"))),
     Case("unknown-field", "modle", data={**spec(), "modle": {}}),
-    Case("unknown-parameter-field", "space.parameters[0]", data=spec(space=_param(sigma=3))),
+    Case("unknown-parameter-field", "space.parameters[0]", data=spec(space=_param(stddev=3))),
     # ---- not a spec at all
     Case("top-level-list", "mapping of sections", data=[1, 2]),
     Case("top-level-number", "mapping of sections", text="42\n"),

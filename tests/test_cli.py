@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -42,9 +43,12 @@ def completed(db: Path) -> dict[int, tuple[float | None, float | None, float | N
         return {}
 
 
-def test_resume_after_sigkill_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "search", [{"algorithm": "async-bo", "initial_points": 4}, {"algorithm": "ga", "population": 4}], ids=["bo", "ga"]
+)
+def test_resume_after_sigkill_loses_nothing(tmp_path: Path, search: dict[str, Any]) -> None:
     root = tmp_path / "experiments"
-    spec = write_spec(tmp_path, budget={"max_trials": 12}, search={"algorithm": "async-bo", "initial_points": 4})
+    spec = write_spec(tmp_path, budget={"max_trials": 12}, search=search)
     driver = subprocess.Popen(
         [*CLI, "--root", str(root), "run", str(spec), "-q"],
         start_new_session=True,
@@ -78,6 +82,12 @@ def test_resume_after_sigkill_loses_nothing(tmp_path: Path) -> None:
         records = store.trials()
     assert [t.trial_id for t in records] == list(range(12))
     assert len({json.dumps(t.params, sort_keys=True) for t in records}) == 12
+    if search["algorithm"] == "ga":  # the resumed search breeds from what the first run evaluated
+        rounds = {t.run_id: t.round for t in records}
+        children = [t for t in records if t.origin and t.origin["generation"] > 0]
+        assert len(children) == 8
+        for child in children:
+            assert child.round == 1 + max(rounds[r] or 0 for r in child.origin["parents"])  # type: ignore[index]
 
 
 def test_run_status_report_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

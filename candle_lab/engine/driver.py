@@ -169,7 +169,7 @@ class Engine:
     def _restore(self) -> None:
         """Tell the optimizer what earlier runs of this experiment did; collect what to re-run."""
         records = self.store.trials()
-        self.optimizer.register([Proposal(t.params, t.run_id) for t in records])
+        self.optimizer.register([Proposal(t.params, t.run_id, t.origin) for t in records])
         self._starts = None
         self._apply(self.state.restore(records, lambda run_id: read_outcome(self._run_dir(run_id))))
         self.optimizer.tell(self.state.take_observations())
@@ -374,7 +374,7 @@ class Engine:
         for action in actions:
             if isinstance(action, Created):
                 t = action.trial
-                self.store.add_trial(t.trial_id, t.run_id, t.params, round=t.round)
+                self.store.add_trial(t.trial_id, t.run_id, t.params, round=t.round, origin=action.origin)
             elif isinstance(action, Submit):
                 self._submit(action.trials)
             elif isinstance(action, Running):

@@ -57,9 +57,10 @@ class Trial:
 # ------------------------------------------------------------------ actions
 @dataclass(frozen=True)
 class Created:
-    """A new trial: store it."""
+    """A new trial: store it (with where its point came from, when the search says)."""
 
     trial: Trial
+    origin: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ class SearchState:
     ) -> None:
         self.spec = spec
         self.adaptive = adaptive
-        self.batch = spec.search.algorithm == "batch-bo"
+        search = spec.search
+        self.batch = search.algorithm == "batch-bo" or (search.algorithm == "ga" and search.generational)
         self.workers = spec.compute.workers
         self.began = began
         self.running: dict[int, Trial] = {}  # submitted, not finished
@@ -245,9 +247,12 @@ class SearchState:
             reruns, self.reruns = self.reruns, []
             if self.running or reruns or self.room() == 0:
                 return Plan(reruns, 0, None)
-            want = self.spec.search.batch_size or self.workers
-            if self.n.rounds == 0:  # the initial design, on every worker the round has
-                want = max(want, self.spec.search.initial_points)
+            search = self.spec.search
+            want = search.batch_size or self.workers
+            if search.algorithm == "ga":  # a generation
+                want = search.population
+            elif self.n.rounds == 0:  # the initial design, on every worker the round has
+                want = max(want, search.initial_points)
             self.n.rounds += 1
             return Plan([], min(want, self.room()), self.n.rounds - 1)
         reruns = self.reruns[:slots]
@@ -262,7 +267,10 @@ class SearchState:
         for proposal in proposals:
             trial_id = self.n.created
             self.n.created += 1
-            created.append(Created(Trial(trial_id, proposal.run_id or run_id(trial_id), proposal.params, round)))
+            origin = proposal.origin or {}
+            generation = origin.get("generation") if round is None else round
+            trial = Trial(trial_id, proposal.run_id or run_id(trial_id), proposal.params, generation)
+            created.append(Created(trial, proposal.origin))
         return created
 
     def submitted(self, trials: Iterable[Trial]) -> Submit:

@@ -29,6 +29,19 @@ def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
         from candle_lab.optimizers.random_search import RandomSearch
 
         return RandomSearch(space, seed)
+    if search.algorithm == "ga":
+        from candle_lab.optimizers.ga import GeneticSearch
+
+        return GeneticSearch(
+            space,
+            population=search.population,
+            generations=search.generations,
+            mutation_rate=search.mutation_rate,
+            crossover_rate=search.crossover_rate,
+            tournament_size=search.tournament_size,
+            elitism=search.elitism,
+            seed=seed,
+        )
     if search.algorithm == "upf":
         from candle_lab.optimizers.upf import UnrolledRuns
 

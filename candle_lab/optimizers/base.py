@@ -9,10 +9,13 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Proposal:
-    """A point to evaluate; ``run_id`` is set when the point has its own id (UPF)."""
+    """A point to evaluate; ``run_id`` is set when the point has its own id (UPF);
+    ``origin`` says where it came from when the algorithm tracks it (GA: generation,
+    parents' run ids, operator), stored with the trial."""
 
     params: dict[str, Any]
     run_id: str | None = None
+    origin: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

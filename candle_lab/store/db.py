@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS trials (
     started REAL,
     ended REAL,
     reason TEXT,
-    error TEXT
+    error TEXT,
+    origin TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     trial_id INTEGER NOT NULL,
@@ -77,6 +78,7 @@ TRIAL_COLUMNS = [
     "ended",
     "reason",
     "error",
+    "origin",
 ]
 
 
@@ -100,6 +102,7 @@ class TrialRecord:
     ended: float | None = None
     reason: str | None = None
     error: str | None = None
+    origin: dict[str, Any] | None = None  # where the point came from (GA: generation, parents)
 
     @property
     def finished(self) -> bool:
@@ -115,6 +118,11 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: lists (a GA child's parents) as space-separated text."""
+    return " ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
 def _finite(value: float | None) -> float | None:
@@ -134,7 +142,14 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            if "origin" not in self._trial_columns():  # a store from before origins were kept
+                self._db.execute("ALTER TABLE trials ADD COLUMN origin TEXT")
             self._db.commit()
+        present = self._trial_columns()
+        self._select = ", ".join(c if c in present or not present else f"NULL AS {c}" for c in TRIAL_COLUMNS)
+
+    def _trial_columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
 
     def close(self) -> None:
         self._db.close()
@@ -167,11 +182,19 @@ class Store:
         *,
         round: int | None = None,
         queued: float | None = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> None:
         self._db.execute(
-            "INSERT INTO trials (trial_id, run_id, params, state, attempt, round, queued) "
-            "VALUES (?, ?, ?, 'queued', 1, ?, ?)",
-            (trial_id, run_id, _json(dict(params)), round, queued if queued is not None else time.time()),
+            "INSERT INTO trials (trial_id, run_id, params, state, attempt, round, queued, origin) "
+            "VALUES (?, ?, ?, 'queued', 1, ?, ?, ?)",
+            (
+                trial_id,
+                run_id,
+                _json(dict(params)),
+                round,
+                queued if queued is not None else time.time(),
+                _json(dict(origin)) if origin else None,
+            ),
         )
 
     def mark_running(
@@ -232,7 +255,7 @@ class Store:
     ) -> list[TrialRecord]:
         """Trials by id; ``states`` keeps those states only; ``newer_than`` keeps the trials
         with a larger id and those in ``ids`` (what a poller has not seen final yet)."""
-        query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials"
+        query = f"SELECT {self._select} FROM trials"
         args: list[Any] = []
         if states is not None:
             wanted = list(states)
@@ -250,6 +273,7 @@ class Store:
             data = dict(zip(TRIAL_COLUMNS, row, strict=True))
             data["params"] = json.loads(data["params"])
             data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else None
+            data["origin"] = json.loads(data["origin"]) if data["origin"] else None
             out.append(TrialRecord(**data))
         return out
 
@@ -297,11 +321,12 @@ class Store:
         records = self.trials(newer_than=newer_than, ids=ids)
         rows = []
         for t in records:
-            row = {c: getattr(t, c) for c in TRIAL_COLUMNS if c not in ("params", "metrics")}
+            row = {c: getattr(t, c) for c in TRIAL_COLUMNS if c not in ("params", "metrics", "origin")}
             row.update({f"param.{k}": v for k, v in t.params.items()})
+            row.update({f"origin.{k}": _cell(v) for k, v in (t.origin or {}).items()})
             row.update({f"metric.{k}": v for k, v in (t.metrics or {}).items()})
             rows.append(row)
-        columns = [c for c in TRIAL_COLUMNS if c not in ("params", "metrics")]
+        columns = [c for c in TRIAL_COLUMNS if c not in ("params", "metrics", "origin")]
         frame = pd.DataFrame(rows, columns=None if rows else columns)
         if rows:
             frame["duration"] = frame["ended"] - frame["started"]

@@ -117,23 +117,38 @@ class CurvesChart:
 
 
 class BestChart:
-    """Each completed trial's objective and the best so far, over time."""
+    """Each completed trial's objective and the best so far, over time; the trials are
+    coloured by their round (batch round or GA generation) when the search has rounds."""
 
     def __init__(self) -> None:
-        self.points = ColumnDataSource({"ended": [], "objective": [], "trial_id": []}, name="objectives")
+        self.points = ColumnDataSource(
+            {"ended": [], "objective": [], "trial_id": [], "round": [], "colour": []}, name="objectives"
+        )
         self.best = ColumnDataSource({"ended": [], "best": []}, name="best")
         self.figure = _figure("Best so far", x_axis_label="seconds")
-        self.figure.scatter(x="ended", y="objective", source=self.points, size=6, alpha=0.6)
+        self.figure.scatter(x="ended", y="objective", source=self.points, size=6, alpha=0.6, color="colour")
         self.figure.step(x="ended", y="best", mode="after", source=self.best, color="#d62728", line_width=2)
-        self.figure.add_tools(HoverTool(tooltips=[("trial", "@trial_id"), ("objective", "@objective")]))
+        self.figure.add_tools(
+            HoverTool(tooltips=[("trial", "@trial_id"), ("objective", "@objective"), ("round", "@round")])
+        )
 
     def update(self, curve: pd.DataFrame, label: str) -> None:
         self.figure.yaxis.axis_label = label
+        rounds = curve["round"].to_numpy(float) if "round" in curve else np.full(len(curve), np.nan)
         self.points.data = {
             "ended": curve["ended"].to_numpy(float), "objective": curve["objective"].to_numpy(float),
-            "trial_id": curve["trial_id"].to_numpy(),
+            "trial_id": curve["trial_id"].to_numpy(), "round": rounds, "colour": round_colours(rounds),
         }
         self.best.data = {"ended": curve["ended"].to_numpy(float), "best": curve["best"].to_numpy(float)}
+
+
+def round_colours(rounds: np.ndarray) -> list[str]:
+    """Viridis from the first round (dark) to the latest (light); one blue without rounds."""
+    known = rounds[np.isfinite(rounds)]
+    if known.size == 0:
+        return ["#1f77b4"] * len(rounds)
+    top = max(float(known.max()), 1.0)
+    return [Viridis256[int(255 * r / top)] if np.isfinite(r) else "#7f7f7f" for r in rounds]
 
 
 class ParallelChart:

@@ -187,6 +187,12 @@ class SpecForm(param.Parameterized):
     initial_points = param.Integer(default=10, bounds=(1, None))
     batch_size = param.Integer(default=0, bounds=(0, None), doc="batch-bo points per round (0: one per worker)")
     seed = param.Integer(default=None, allow_None=True)
+    population = param.Integer(default=20, bounds=(2, None), doc="GA: individuals kept for selection")
+    generations = param.Integer(default=None, allow_None=True, doc="GA: generations after the initial one")
+    mutation_rate = param.Number(default=0.2, allow_None=True, doc="GA: chance that each gene mutates")
+    crossover_rate = param.Number(default=0.8, allow_None=True, doc="GA: chance that a child mixes two parents")
+    tournament_size = param.Integer(default=3, bounds=(1, None), doc="GA: individuals per tournament")
+    generational = param.Boolean(default=False, doc="GA: wait for each whole generation (CANDLE's barrier)")
 
     max_trials = param.Integer(default=20, allow_None=True, bounds=(1, None))
     max_time = param.String(default="", doc="e.g. 30m, 2h, 01:00:00")
@@ -286,6 +292,12 @@ class SpecForm(param.Parameterized):
                 initial_points=s.initial_points,
                 batch_size=s.batch_size or 0,
                 seed=s.seed,
+                population=s.population,
+                generations=s.generations,
+                mutation_rate=s.mutation_rate,
+                crossover_rate=s.crossover_rate,
+                tournament_size=s.tournament_size,
+                generational=s.generational,
                 max_trials=b.max_trials,
                 max_time=_blank_if_none(data["budget"].get("max_time")),
                 target=b.target,
@@ -412,6 +424,7 @@ class SpecForm(param.Parameterized):
                 initial_points=self.initial_points,
                 batch_size=self.batch_size or None,
                 seed=self.seed,
+                **(self._ga_settings() if self.algorithm == "ga" else {}),
             ),
             "budget": merged("budget", max_trials=self.max_trials, max_time=self.max_time.strip(), target=self.target),
             "objective": merged("objective", metric=self.metric.strip(), direction=self.direction),
@@ -427,6 +440,16 @@ class SpecForm(param.Parameterized):
                 walltime=self.walltime.strip(),
             ),
             "trial": merged("trial", retries=self.retries, timeout=self.timeout.strip()),
+        }
+
+    def _ga_settings(self) -> dict[str, Any]:
+        return {
+            "population": self.population,
+            "generations": self.generations,
+            "mutation_rate": self.mutation_rate,
+            "crossover_rate": self.crossover_rate,
+            "tournament_size": self.tournament_size,
+            "generational": self.generational,
         }
 
     def build(self) -> ExperimentSpec:

@@ -89,3 +89,52 @@ def curves_figure(curves: dict[int, pd.DataFrame], metric: str) -> Any:
     fig = go.Figure([go.Scatter(x=c["step"], y=c["value"], mode="lines", name=f"trial {t}") for t, c in curves.items()])
     fig.update_layout(title=f"{metric or 'metric'} per epoch", xaxis_title="epoch", height=320)
     return fig
+
+
+def population_figure(curves: dict[int, pd.DataFrame], jumps: pd.DataFrame, metric: str) -> Any:
+    """PBT: each member's metric over its whole life, with a star where it copied another
+    member (:func:`monitor.population_curves`)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        [go.Scatter(x=c["step"], y=c["value"], mode="lines", name=f"member {m}") for m, c in sorted(curves.items())]
+    )
+    if not jumps.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=jumps["step"], y=jumps["value"], mode="markers", name="exploit",
+                marker={"symbol": "star", "size": 11, "color": "#d62728"},
+                customdata=jumps[["member", "donor"]].to_numpy(),
+                hovertemplate="member %{customdata[0]} copied member %{customdata[1]}<extra></extra>",
+            )
+        )
+    fig.update_layout(title=f"Population: {metric or 'metric'} per epoch", xaxis_title="epoch", height=360)
+    return fig
+
+
+def lineage_figure(line: pd.DataFrame) -> Any:
+    """PBT lineage (:func:`monitor.lineage`): one row per member, one column per interval;
+    an edge from the member whose checkpoint each interval started from (red: an exploit)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for exploit, colour in ((False, "#9e9e9e"), (True, "#d62728")):
+        part = line[(line["exploit"] == exploit) & (line["interval"] > 0)]
+        xs: list[Any] = []
+        ys: list[Any] = []
+        for row in part.itertuples(index=False):
+            xs += [row.interval - 1, row.interval, None]
+            ys += [row.source, row.member, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour},
+                                 name="exploit" if exploit else "own checkpoint"))
+    fig.add_trace(
+        go.Scatter(
+            x=line["interval"], y=line["member"], mode="markers", name="interval",
+            marker={"color": line["objective"], "colorscale": "Viridis", "size": 9, "showscale": True,
+                    "colorbar": {"title": "objective"}},
+            customdata=line[["trial_id", "objective"]].to_numpy(),
+            hovertemplate="trial %{customdata[0]}<br>objective %{customdata[1]:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Lineage", xaxis_title="interval", yaxis_title="member", height=360)
+    return fig

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from candle_lab import monitor
 from candle_lab.api import Experiment, open_experiment
-from candle_lab.figures import best_so_far_figure, gantt_figure, utilization_figure
+from candle_lab.figures import (
+    best_so_far_figure,
+    gantt_figure,
+    lineage_figure,
+    population_figure,
+    utilization_figure,
+)
 from candle_lab.store.layout import REPORT_NAME
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,9 @@ def write_report(
         utilization_figure(running, spec.compute.workers),
         best_so_far_figure(progress, spec.objective.metric, spec.objective.direction),
     ]
+    if spec.search.algorithm == "pbt":
+        curves, jumps = monitor.population_curves(trials, exp.metrics, spec.objective.metric)
+        figures += [population_figure(curves, jumps, spec.objective.metric), lineage_figure(monitor.lineage(trials))]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     counts = monitor.state_counts(trials)
     summary = [

@@ -4,7 +4,9 @@ Inside a trial, every ``Model.fit`` gets a :class:`LiveMetrics` callback automat
 (a CANDLE benchmark runs unchanged); adding one by hand is harmless. Each epoch's logs go
 to the driver through dask; training stops at an epoch boundary when the driver asks
 (early stopping, a user's stop) or when the next epoch would overrun the trial's timeout
-(as CANDLE's timeout callback did, before the batch system kills the job).
+(as CANDLE's timeout callback did, before the batch system kills the job). In a PBT
+trial, ``fit`` trains the interval's epochs from the member's checkpoint and saves the
+next one (:mod:`candle_lab.trial.checkpoint`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from candle_lab.errors import MissingDependency
 from candle_lab.store.layout import CHECKPOINT_FILE
+from candle_lab.trial.checkpoint import current_checkpoint
 from candle_lab.trial.context import current_trial, report
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,22 @@ def install_fit_hook() -> None:
 
     @functools.wraps(fit)
     def fit_with_live_metrics(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
-        return fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
+        ctx = current_trial()
+        checkpoint = current_checkpoint()
+        if ctx is None or checkpoint is None or ctx.checkpoint_by_model:
+            return fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
+        # PBT: this interval's epochs only, from the checkpoint it starts from
+        if not ctx.checkpoint_restored:
+            ctx.checkpoint_restored = True
+            checkpoint.restore_keras(self)
+        if len(args) > 3:  # fit(x, y, batch_size, epochs, ...)
+            args = (*args[:3], checkpoint.epochs, *args[4:])
+        else:
+            kwargs["epochs"] = checkpoint.epochs
+        kwargs["initial_epoch"] = checkpoint.initial_epoch
+        history = fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
+        checkpoint.save_keras(self)
+        return history
 
     fit_with_live_metrics._candle_lab = True  # type: ignore[attr-defined]
     keras.Model.fit = fit_with_live_metrics

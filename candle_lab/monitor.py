@@ -170,3 +170,56 @@ def loss_curves(metrics: pd.DataFrame, metric: str, trial_ids: Iterable[int] | N
 def state_counts(trials: pd.DataFrame) -> dict[str, int]:
     counts = trials["state"].value_counts().to_dict() if not trials.empty else {}
     return {s: int(counts.get(s, 0)) for s in STATE_ORDER}
+
+
+# ------------------------------------------------------------------ population based training
+def lineage(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per PBT interval: ``member``, ``interval``, ``source`` (the member whose
+    checkpoint it started from: itself, or the member it copied), ``exploit``, its
+    ``objective``, ``state`` and ``trial_id``; empty when the trials are not PBT's."""
+    columns = ["trial_id", "member", "interval", "source", "exploit", "objective", "state"]
+    if trials.empty or "origin.member" not in trials:
+        return pd.DataFrame(columns=columns)
+    rows = trials[trials["origin.member"].notna()]
+    copied = rows["origin.exploit"] if "origin.exploit" in rows else pd.Series(float("nan"), index=rows.index)
+    out = pd.DataFrame(
+        {
+            "trial_id": rows["trial_id"].astype(int),
+            "member": rows["origin.member"].astype(int),
+            "interval": rows["origin.interval"].astype(int),
+            "source": copied.fillna(rows["origin.member"]).astype(int),
+            "exploit": copied.notna(),
+            "objective": pd.to_numeric(rows["objective"], errors="coerce"),
+            "state": rows["state"],
+        }
+    )
+    return out.sort_values(["member", "interval", "trial_id"]).reset_index(drop=True)
+
+
+def population_curves(
+    trials: pd.DataFrame, metrics: pd.DataFrame, metric: str
+) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    """Each PBT member's ``metric`` over its whole life (``step``, ``value``: its intervals
+    one after the other) and the exploit jumps: where a member's curve continues from
+    another member's checkpoint (``member``, ``step``, ``value``, ``donor``)."""
+    jumps = pd.DataFrame(columns=["member", "step", "value", "donor"])
+    line = lineage(trials)
+    per_trial = loss_curves(metrics, metric, line["trial_id"].tolist()) if not line.empty else {}
+    curves: dict[int, pd.DataFrame] = {}
+    found = []
+    for member, part in line.groupby("member"):
+        pieces = []
+        for row in part.itertuples(index=False):
+            curve = per_trial.get(int(row.trial_id))
+            if curve is None or curve.empty:
+                continue
+            pieces.append(curve)
+            if row.exploit:
+                first = curve.iloc[0]
+                found.append({"member": int(member), "step": first["step"], "value": first["value"],
+                              "donor": int(row.source)})
+        if pieces:
+            curves[int(member)] = pd.concat(pieces, ignore_index=True)
+    if found:
+        jumps = pd.DataFrame(found)
+    return curves, jumps

@@ -58,6 +58,7 @@ class RealParam(_Param):
     sigma: float | None = Field(
         None, gt=0, description="GA: standard deviation of the Gaussian mutation, in the parameter's units"
     )
+    mutable: bool = Field(False, description="PBT: perturbed when a member exploits another")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> RealParam:
@@ -75,6 +76,7 @@ class IntegerParam(_Param):
     sigma: float | None = Field(
         None, gt=0, description="GA: standard deviation of the Gaussian mutation, in the parameter's units"
     )
+    mutable: bool = Field(False, description="PBT: perturbed when a member exploits another")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> IntegerParam:
@@ -91,6 +93,7 @@ class CategoricalParam(_Param):
     sigma: float | None = Field(
         None, gt=0, description="GA, ordered choices: standard deviation of the Gaussian mutation, in steps"
     )
+    mutable: bool = Field(False, description="PBT: perturbed when a member exploits another")
 
     @model_validator(mode="after")
     def _check_choices(self) -> CategoricalParam:
@@ -100,6 +103,8 @@ class CategoricalParam(_Param):
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:
             raise ValueError(f"choices must be distinct, got duplicates {', '.join(dupes)}")
+        if self.mutable and len(self.choices) < 2:
+            raise ValueError(f"mutable: expected at least two choices for PBT to switch, got {list(self.choices)}")
         if self.sigma is not None and not self.ordered:
             raise ValueError(f"sigma applies to ordered choices only (type ordered), got sigma={self.sigma} here")
         return self
@@ -110,6 +115,15 @@ class ConstantParam(_Param):
 
     type: Literal["constant"] = "constant"
     value: Any
+    mutable: bool = False
+
+    @model_validator(mode="after")
+    def _not_mutable(self) -> ConstantParam:
+        if self.mutable:
+            raise ValueError(
+                "mutable: expected a real, integer or categorical parameter for PBT to perturb, got a constant"
+            )
+        return self
 
 
 Parameter = Annotated[RealParam | IntegerParam | CategoricalParam | ConstantParam, Field(discriminator="type")]

@@ -44,9 +44,9 @@ from candle_lab.space import (
     read_space_file,
 )
 
-Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo", "ga"]
+Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt"]
 SPACE_FORMATS: tuple[str, ...] = ("auto", "ga", "grid", "upf", "native")
-ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo", "ga")
+ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt")
 
 
 class Section(BaseModel):
@@ -174,7 +174,7 @@ class SpaceSpec(Section):
 class SearchSpec(Section):
     """How to search: the algorithm and the Bayesian-optimization settings."""
 
-    algorithm: Algorithm = Field("async-bo", description="grid | random | upf | async-bo | batch-bo | ga")
+    algorithm: Algorithm = Field("async-bo", description="grid | random | upf | async-bo | batch-bo | ga | pbt")
     surrogate: Literal["auto", "RF", "ET", "GP"] = Field(
         "auto", description="Surrogate model; auto = GP while the data is small, extra trees beyond"
     )
@@ -188,7 +188,7 @@ class SearchSpec(Section):
     seed: int | None = Field(None, description="Random seed (fixed when the experiment is created)")
     shuffle: bool = Field(False, description="Grid: visit the points in random order (CANDLE's random grid)")
     grid_points: int = Field(5, ge=2, le=10_000, description="Grid: values per real/integer parameter")
-    population: int = Field(20, ge=2, le=100_000, description="GA: individuals kept for selection")
+    population: int = Field(20, ge=2, le=100_000, description="GA: individuals kept for selection; PBT: members")
     generations: int | None = Field(
         None, ge=1, description="GA: generations after the initial one (budget: population × (generations + 1))"
     )
@@ -200,9 +200,28 @@ class SearchSpec(Section):
         False, description="GA: wait for each whole generation before the next (CANDLE's barrier)"
     )
 
+    interval_epochs: int = Field(1, ge=1, description="PBT: epochs a member trains between exploit decisions")
+    intervals: int | None = Field(
+        None, ge=1, description="PBT: intervals each member trains (budget: population × intervals trials)"
+    )
+    truncation: float = Field(
+        0.25, gt=0, le=0.5, description="PBT: bottom fraction that copies a member of the top fraction"
+    )
+    perturb: tuple[float, float] = Field((0.8, 1.2), description="PBT: factors a mutable number is multiplied by")
+    resample_probability: float = Field(
+        0.25, ge=0, le=1, description="PBT: chance that a mutable parameter is drawn afresh instead"
+    )
+
+    @field_validator("perturb")
+    @classmethod
+    def _positive_factors(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(math.isfinite(f) and f > 0 for f in value):
+            raise ValueError(expected_got("two positive factors like [0.8, 1.2]", list(value)))
+        return value
+
     @model_validator(mode="after")
     def _ga(self) -> SearchSpec:
-        if self.tournament_size > self.population:
+        if self.algorithm == "ga" and self.tournament_size > self.population:
             raise ValueError(
                 f"tournament_size: expected at most population ({self.population}), got {self.tournament_size}"
             )
@@ -374,12 +393,21 @@ class ExperimentSpec(Section):
                     f"space: the grid has {size:,} points (more than {MAX_GRID:,}); "
                     "use fewer grid_points, fewer parameters, or random search"
                 )
-        elif algo == "ga" and self.search.generations is not None:
-            pass  # ends after its last generation
-        elif self.budget.max_trials is None and self.budget.max_time is None:
+        if algo == "pbt" and self.model.kind == "command":
+            raise ValueError(
+                "model.kind: pbt hands each trial the checkpoint it starts from: "
+                "expected callable or candle, got command"
+            )
+        if algo == "pbt" and not any(getattr(p, "mutable", False) for p in searchable):
+            raise ValueError(
+                "space: pbt perturbs the parameters marked mutable: true (e.g. learning_rate), got none"
+            )
+        ends = algo == "grid" or (algo == "ga" and self.search.generations is not None)  # last point, generation
+        ends = ends or (algo == "pbt" and self.search.intervals is not None)  # or interval
+        if not ends and self.budget.max_trials is None and self.budget.max_time is None:
             raise ValueError(
                 f"budget: {algo} search does not end on its own; set budget.max_trials or budget.max_time"
-                + (" (or search.generations)" if algo == "ga" else "")
+                + {"ga": " (or search.generations)", "pbt": " (or search.intervals)"}.get(algo, "")
             )
         return self
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from candle_lab.errors import CandleLabError, MissingDependency, expected_got
-from candle_lab.figures import curves_figure, gantt_figure
+from candle_lab.figures import curves_figure, gantt_figure, population_figure
 
 if TYPE_CHECKING:
     from candle_lab.api import Experiment
@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     raise MissingDependency("ipywidgets", "notebook", "candle_lab.widgets") from None
 
-from candle_lab.ui.forms import PARAM_TYPES, SpecForm
+from candle_lab.ui.forms import PARAM_TYPES, SPACE_COLUMNS, SpecForm
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ OPTIONAL_NUMBERS = {  # form field -> spec field
     "generations": "search.generations",
     "mutation_rate": "search.mutation_rate",
     "crossover_rate": "search.crossover_rate",
+    "intervals": "search.intervals",
+    "truncation": "search.truncation",
+    "resample_probability": "search.resample_probability",
 }
 
 
@@ -198,9 +201,12 @@ class ExperimentForm:
             f("algorithm", "Algorithm", "select"), f("surrogate", "Surrogate", "select"),
             f("acquisition", "Acquisition", "select"), f("initial_points", "Initial points", "int"),
             f("batch_size", "Batch size", "int"), f("seed", "Seed", "optint"),
-            f("population", "Population (GA)", "int"), f("generations", "Generations (GA)", "optint"),
+            f("population", "Population (GA, PBT)", "int"), f("generations", "Generations (GA)", "optint"),
             f("mutation_rate", "Mutation rate (GA)", "float"), f("crossover_rate", "Crossover rate (GA)", "float"),
             f("tournament_size", "Tournament (GA)", "int"), f("generational", "Generational (GA)", "bool"),
+            f("interval_epochs", "Interval epochs (PBT)", "int"), f("intervals", "Intervals (PBT)", "optint"),
+            f("truncation", "Truncation (PBT)", "float"),
+            f("resample_probability", "Resample prob. (PBT)", "float"),
             f("max_trials", "Max trials", "int"), f("max_time", "Max time"), f("target", "Target", "float"),
             f("metric", "Metric"), f("direction", "Direction", "select"), self._problem_boxes["Search"],
         ])
@@ -242,6 +248,8 @@ class ExperimentForm:
                        layout=W.Layout(width="60px")),
             W.Text(value=str(row.get("choices", "")), placeholder="choices: a, b, c", layout=W.Layout(width="200px")),
             W.Text(value=str(row.get("value", "")), placeholder="value", layout=W.Layout(width="90px")),
+            W.Checkbox(value=bool(row.get("mutable") or False), description="mutable", indent=False,
+                       layout=W.Layout(width="80px"), tooltip="PBT perturbs it"),
         ]
         remove = W.Button(icon="trash", layout=W.Layout(width="40px"), tooltip="remove")
         box = W.HBox([*cells, remove])
@@ -264,13 +272,13 @@ class ExperimentForm:
         """The space rows on screen -> the form's space table."""
         import pandas as pd
 
-        columns = ["name", "type", "low", "high", "log", "choices", "value"]
         rows = [
-            dict(zip(columns, [c.value for c in box.children[:-1]], strict=True)) for box in self._space_rows.children
+            dict(zip(SPACE_COLUMNS, [c.value for c in box.children[:-1]], strict=True))
+            for box in self._space_rows.children
         ]
         self._editing = True  # the rows on screen are the source: do not redraw them
         try:
-            self.form.space = pd.DataFrame(rows, columns=columns).replace("", None)
+            self.form.space = pd.DataFrame(rows, columns=SPACE_COLUMNS).replace("", None)
         finally:
             self._editing = False
         if check:
@@ -398,7 +406,10 @@ class ExperimentDashboard:
         )
         self.trial.options = [str(t) for t in m.running_trials()]
         _replace(self.gantt, gantt_figure(m.trials))
-        _replace(self.curves, curves_figure(m.curves(), m.metric))
+        if m.population_based:  # PBT: each member's whole life, with its exploit jumps
+            _replace(self.curves, population_figure(*m.population(), m.metric))
+        else:
+            _replace(self.curves, curves_figure(m.curves(), m.metric))
 
 
 def dashboard(exp: Experiment, interval: float = 1.0) -> ExperimentDashboard:

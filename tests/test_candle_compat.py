@@ -132,8 +132,8 @@ def test_names_not_provided_say_so(clean_candle: None) -> None:
     assert "load_csv_data" in NOT_PROVIDED
     with pytest.raises(CandleNotProvided, match=r"candle\.load_csv_data is a CANDLE library name .* not provide"):
         imported.load_csv_data  # noqa: B018
-    with pytest.raises(CandleNotProvided, match="CandleCkptKeras") as info:
-        from candle import CandleCkptKeras  # type: ignore[import-not-found]  # noqa: F401
+    with pytest.raises(CandleNotProvided, match="CandleCkptPyTorch") as info:
+        from candle import CandleCkptPyTorch  # type: ignore[import-not-found]  # noqa: F401
     assert "candle_lib" in str(info.value) and "finalize_parameters" in str(info.value)
     assert isinstance(info.value, CandleLabError)
     with pytest.raises(CandleNotProvided, match=r"candle\.uq_utils is a CANDLE library module"):
@@ -559,6 +559,26 @@ def test_unchanged_candle_benchmark_runs_standalone(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     final = read_final(tmp_path / "Output" / "EXP000" / "RUN000")
     assert final["epochs"] == 1 and final["dense"] == [8, 4] and final["learning_rate"] == 0.01
+
+
+def test_candle_checkpoints_resume_a_run_where_it_stopped(tmp_path: Path) -> None:
+    """Outside PBT, CandleCkptKeras keeps CANDLE's behaviour: a run killed after 2 of 4
+    epochs restarts at epoch 3 from the weights and optimizer state it saved."""
+    script = BENCH / "ckpt_baseline.py"
+    save = tmp_path / "save"
+    first = [sys.executable, "-m", "candle_lab.compat", str(script), "--epochs", "2", "--ckpt_directory", str(save)]
+    done = subprocess.run(first, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((save / "ckpts" / "last" / "ckpt-info.json").read_text())
+    assert info["epoch"] == 2 and info["best_metric_last"] > 0
+    assert (save / "ckpts" / "last" / "model.weights.h5").is_file()
+    again = [*first[:-4], "--epochs", "4", "--ckpt_directory", str(save)]
+    done = subprocess.run(again, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((save / "ckpts" / "last" / "ckpt-info.json").read_text())["epoch"] == 4
+    (log,) = tmp_path.glob("Output/**/training.log")  # CSVLogger(append=True) of both runs
+    epochs = [line.split(",")[0] for line in log.read_text().splitlines() if not line.startswith("epoch")]
+    assert epochs == ["0", "1", "2", "3"]  # the second run trained epochs 3 and 4 only
 
 
 def _env() -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import candle_lab
 from candle_lab.trial import current_trial
+from candle_lab.trial.checkpoint import current_checkpoint
 
 
 def _attempt() -> int:
@@ -171,3 +172,49 @@ def unruly(params: dict[str, Any]) -> float:
         assert child.exitcode == 0, child.exitcode
     print(f"x={x} last line")
     return float(x)
+
+
+def pbt_keras(params: dict[str, Any]) -> Any:
+    """A small Keras regression, built, compiled and fitted as if PBT did not exist: the
+    fit hook restores and saves its checkpoint and trains the interval's epochs."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (256, 4)).astype("float32")
+    y = (x @ np.array([1.5, -2.0, 0.5, 1.0], dtype="float32") + 0.3 * np.sin(3 * x[:, 0])).reshape(-1, 1)
+    tf.keras.utils.set_random_seed(int(params.get("seed", 0)))
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(16, activation="tanh"),
+                                 tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.Adam(float(params["learning_rate"])), loss="mse")
+
+    class AtStart(tf.keras.callbacks.Callback):  # the validation loss of the weights it starts from
+        def on_train_begin(self, logs: Any = None) -> None:
+            start = self.model.evaluate(x[192:], y[192:], batch_size=16, verbose=0)
+            checkpoint = current_checkpoint()
+            candle_lab.report(checkpoint.initial_epoch if checkpoint else 0, val_loss_at_start=float(start))
+
+    return model.fit(x[:192], y[:192], validation_data=(x[192:], y[192:]), batch_size=16,
+                     epochs=int(params.get("epochs", 100)), verbose=0, callbacks=[AtStart()])
+
+
+def pbt_progress(params: dict[str, Any], checkpoint: Any) -> float:
+    """Takes its checkpoint itself: 'progress' grows by the learning rate each epoch and
+    is saved at the end; the first attempt of member 1's interval 1 kills its worker."""
+    import json
+
+    progress = 0.0
+    if checkpoint.restore_dir is not None:
+        progress = json.loads((checkpoint.restore_dir / "progress.json").read_text())["progress"]
+    ctx = current_trial()
+    if ctx is not None and ctx.task.run_id == "M001_I0001" and ctx.task.attempt == 1:
+        time.sleep(0.3)
+        os._exit(3)
+    loss = 1.0
+    for epoch in range(checkpoint.initial_epoch, checkpoint.epochs):
+        progress += float(params["learning_rate"])
+        loss = 1.0 / (1.0 + progress)
+        candle_lab.report(epoch + 1, loss=loss, progress=progress)
+    checkpoint.save_dir.mkdir(parents=True, exist_ok=True)
+    (checkpoint.save_dir / "progress.json").write_text(json.dumps({"progress": progress}))
+    return loss

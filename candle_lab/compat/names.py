@@ -23,11 +23,14 @@ PROVIDED_CORE: tuple[str, ...] = (
 
 # Provided, importing Keras on first use.
 PROVIDED_KERAS: tuple[str, ...] = (
+    "CandleCheckpointCallback",
+    "CandleCkptKeras",
     "CandleRemoteMonitor",
     "TerminateOnTimeOut",
     "build_initializer",
     "build_optimizer",
     "compute_trainable_params",
+    "restart",
     "set_parallelism_threads",
 )
 
@@ -129,13 +132,10 @@ NOT_PROVIDED: frozenset[str] = frozenset(
         "clr_set_args",
         "clr_callback",
         # checkpoints
-        "CandleCheckpointCallback",
         "CandleCkpt",
-        "CandleCkptKeras",
         "CandleCkptPyTorch",
         "ckpt_parser",
         "ckpt_defs",
-        "restart",
     }
 )
 
@@ -144,9 +144,9 @@ CANDLE_SUBMODULES: frozenset[str] = frozenset(
     {
         "P1_utils",
         "benchmark_def",
-        "ckpt_keras_utils",
         "ckpt_pytorch_utils",
         "ckpt_utils",
+        "ckpt_keras_utils",
         "clr_keras_utils",
         "data_preprocessing_utils",
         "data_utils",

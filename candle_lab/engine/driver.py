@@ -278,8 +278,18 @@ class Engine:
             gpus=self.spec.compute.gpus,
             save_model=self.spec.trial.keep_models != "none",
             checkpoint=self.spec.trial.checkpoints,
+            **self._interval(t),
             fn=self.fn,
         )
+
+    def _interval(self, t: Trial) -> dict[str, Any]:
+        """PBT: the epochs this trial trains and the checkpoint it starts from."""
+        if self.spec.search.algorithm != "pbt" or not t.origin:
+            return {}
+        width = self.spec.search.interval_epochs
+        first = int(t.origin.get("interval", 0)) * width
+        source = t.origin.get("from")
+        return {"interval": (first, first + width), "restore_from": str(self._run_dir(source)) if source else None}
 
     # ------------------------------------------------------------------ completions and events
     def _on_event(self, message: Any) -> None:

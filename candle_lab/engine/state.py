@@ -46,12 +46,19 @@ class Trial:
     restarts: int = 0  # times dask re-ran this attempt elsewhere after its worker left
     target: str | None = None  # the worker it was submitted to, when the driver places trials
     unstarted_losses: int = 0  # times its worker was lost while it waited behind another trial
+    origin: dict[str, Any] | None = None  # where its point came from (PBT: the checkpoint it starts from)
 
     @property
     def key_suffix(self) -> str:
         """Unique per submission (a task key dask still holds would hand back its old result)."""
         again = f"-q{self.unstarted_losses}" if self.unstarted_losses else ""
         return f"trial{self.trial_id}-a{self.attempt}{again}"
+
+
+def _held(record: Any, attempt: int) -> Trial:
+    """A stored trial (a :class:`~candle_lab.store.TrialRecord`) as the search holds it."""
+    origin = getattr(record, "origin", None)
+    return Trial(record.trial_id, record.run_id, record.params, record.round, attempt, origin=origin)
 
 
 # ------------------------------------------------------------------ actions
@@ -202,7 +209,7 @@ class SearchState:
                 continue
             outcome = finished_on_worker(t.run_id)
             if outcome is not None and outcome.attempt >= t.attempt:
-                actions += self._record(Trial(t.trial_id, t.run_id, t.params, t.round, t.attempt), outcome)
+                actions += self._record(_held(t, t.attempt), outcome)
                 continue
             if t.state == TrialState.QUEUED and not self.began(t.trial_id, t.attempt):
                 attempt = t.attempt  # never started: none is used up
@@ -211,9 +218,9 @@ class SearchState:
             else:
                 why = f"the driver stopped during its last attempt ({t.attempt} of {self.spec.trial.retries + 1})"
                 lost = failed_outcome(t.trial_id, t.attempt, t.started, t.worker, reason="lost-worker", error=why)
-                actions += self._record(Trial(t.trial_id, t.run_id, t.params, t.round, t.attempt), lost)
+                actions += self._record(_held(t, t.attempt), lost)
                 continue
-            self.reruns.append(Trial(t.trial_id, t.run_id, t.params, t.round, attempt=attempt))
+            self.reruns.append(_held(t, attempt))
             actions.append(Requeue(t.trial_id, attempt, "driver restarted", None))
         self.n.created = len(records)
         self.n.rounds = max((t.round or 0 for t in records), default=-1) + 1
@@ -268,8 +275,8 @@ class SearchState:
             trial_id = self.n.created
             self.n.created += 1
             origin = proposal.origin or {}
-            generation = origin.get("generation") if round is None else round
-            trial = Trial(trial_id, proposal.run_id or run_id(trial_id), proposal.params, generation)
+            step = origin.get("generation", origin.get("interval")) if round is None else round
+            trial = Trial(trial_id, proposal.run_id or run_id(trial_id), proposal.params, step, origin=proposal.origin)
             created.append(Created(trial, proposal.origin))
         return created
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,18 +59,37 @@ def _hook_keras() -> None:
         sys.meta_path.insert(0, _KerasImportHook())
 
 
+def _call(fn: Any, params: dict[str, Any]) -> Any:
+    """``fn(params)``; ``fn(params, checkpoint=...)`` in a PBT trial when it takes one."""
+    from candle_lab.trial.checkpoint import current_checkpoint
+    from candle_lab.trial.context import current_trial
+
+    checkpoint = current_checkpoint()
+    if checkpoint is not None and _takes_checkpoint(fn):
+        ctx = current_trial()
+        if ctx is not None:
+            ctx.checkpoint_by_model = True
+        return fn(params, checkpoint=checkpoint)
+    return fn(params)
+
+
+def _takes_checkpoint(fn: Any) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "checkpoint" in parameters
+
+
 def run_model(task: TrialTask, run_dir: Path) -> Any:
     """Run the trial's model with its parameters; returns what the model returned."""
     params = dict(task.params)
     model = task.model
     kind = model.get("kind", "callable")
-    if task.fn is not None:
+    if task.fn is not None or kind == "callable":
+        fn = task.fn if task.fn is not None else load_callable(str(model["ref"]), model.get("path"))
         _hook_keras()
-        return task.fn(params)
-    if kind == "callable":
-        fn = load_callable(str(model["ref"]), model.get("path"))
-        _hook_keras()
-        return fn(params)
+        return _call(fn, params)
     if kind == "candle":
         from candle_lab.models.candle import run_candle_module
 

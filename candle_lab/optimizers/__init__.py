@@ -42,6 +42,18 @@ def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
             elitism=search.elitism,
             seed=seed,
         )
+    if search.algorithm == "pbt":
+        from candle_lab.optimizers.pbt import PopulationBasedTraining
+
+        return PopulationBasedTraining(
+            space,
+            population=search.population,
+            intervals=search.intervals,
+            truncation=search.truncation,
+            perturb=search.perturb,
+            resample_probability=search.resample_probability,
+            seed=seed,
+        )
     if search.algorithm == "upf":
         from candle_lab.optimizers.upf import UnrolledRuns
 

@@ -27,6 +27,7 @@ RESULT_FILE = "result.json"  # the outcome, for a driver that died meanwhile
 LOG_FILE = "output.log"
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoint.keras"
+PBT_DIR = "pbt"  # PBT: the checkpoint an interval leaves for the next (weights, optimizer state)
 FINAL_PARAMS_FILE = "final_params.json"  # CANDLE modules: the parameters after precedence
 
 

@@ -35,6 +35,8 @@ class TrialContext:
     step: int = 0
     stop_reason: str | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint_restored: bool = False  # PBT: the Keras fit hook restored (once per trial) ...
+    checkpoint_by_model: bool = False  # ... unless the model takes its checkpoint itself
     _prepared: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -42,6 +42,8 @@ class TrialTask:
     gpus: int = 0
     save_model: bool = True
     checkpoint: bool = False
+    interval: tuple[int, int] | None = None  # PBT: train from epoch [0] to epoch [1] ...
+    restore_from: str | None = None  # ... starting from the checkpoint in this run folder
     fn: Callable[..., Any] | None = field(default=None, compare=False)
 
 

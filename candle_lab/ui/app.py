@@ -15,7 +15,15 @@ import panel as pn
 import param
 
 from candle_lab.errors import CandleLabError
-from candle_lab.ui.charts import BestChart, CurvesChart, GanttChart, ParallelChart, UtilizationChart
+from candle_lab.ui.charts import (
+    BestChart,
+    CurvesChart,
+    GanttChart,
+    LineageChart,
+    ParallelChart,
+    PopulationChart,
+    UtilizationChart,
+)
 from candle_lab.ui.forms import EXPORT_FORMATS, SPACE_COLUMNS, SpecForm
 from candle_lab.ui.state import ExperimentBrowser, ExperimentMonitor
 
@@ -80,7 +88,7 @@ class FormView:
         self.space = W.Tabulator(
             form.space, show_index=False, height=260, sizing_mode="stretch_width", selectable="checkbox",
             editors={"type": {"type": "list", "values": ["real", "integer", "categorical", "ordered", "constant"]},
-                     "log": {"type": "tickCross"}},
+                     "log": {"type": "tickCross"}, "mutable": {"type": "tickCross"}},
             name="Parameters",
         )
         self.space.on_edit(lambda _: setattr(form, "space", self.space.value.copy()))
@@ -114,12 +122,16 @@ class FormView:
                    W.Select.from_param(f.acquisition, name="Acquisition")),
             pn.Row(W.IntInput.from_param(f.initial_points, name="Initial points"),
                    W.IntInput.from_param(f.batch_size, name="Batch size (batch-bo; 0 = workers)")),
-            pn.Row(W.IntInput.from_param(f.population, name="Population (GA)"),
+            pn.Row(W.IntInput.from_param(f.population, name="Population (GA, PBT)"),
                    W.IntInput.from_param(f.generations, name="Generations (GA, optional)"),
                    W.IntInput.from_param(f.tournament_size, name="Tournament size (GA)")),
             pn.Row(W.FloatInput.from_param(f.mutation_rate, name="Mutation rate (GA)"),
                    W.FloatInput.from_param(f.crossover_rate, name="Crossover rate (GA)"),
                    W.Checkbox.from_param(f.generational, name="Generational (GA: CANDLE's barrier)")),
+            pn.Row(W.IntInput.from_param(f.interval_epochs, name="Interval epochs (PBT)"),
+                   W.IntInput.from_param(f.intervals, name="Intervals per member (PBT, optional)"),
+                   W.FloatInput.from_param(f.truncation, name="Truncation (PBT)"),
+                   W.FloatInput.from_param(f.resample_probability, name="Resample probability (PBT)")),
             pn.Row(W.IntInput.from_param(f.max_trials, name="Max trials"),
                    W.TextInput.from_param(f.max_time, name="Max time (e.g. 2h)")),
             pn.Row(W.TextInput.from_param(f.metric, name="Metric"),
@@ -168,7 +180,8 @@ class FormView:
     def _add_row(self) -> None:
         frame = self.space.value.copy()
         frame.loc[len(frame)] = {c: None for c in SPACE_COLUMNS} | {"name": f"param{len(frame)}", "type": "real",
-                                                                      "low": 0.0, "high": 1.0, "log": False}
+                                                                      "low": 0.0, "high": 1.0, "log": False,
+                                                                      "mutable": False}
         self.form.space = frame.reset_index(drop=True)
 
     def _remove_rows(self) -> None:
@@ -209,6 +222,11 @@ class DashboardView:
         self.curves = CurvesChart()
         self.best = BestChart()
         self.parallel = ParallelChart()
+        self.population = PopulationChart()
+        self.lineage = LineageChart()
+        self.pbt = pn.Row(pn.pane.Bokeh(self.population.figure, sizing_mode="stretch_width"),
+                          pn.pane.Bokeh(self.lineage.figure, sizing_mode="stretch_width"),
+                          sizing_mode="stretch_width", visible=False)
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-summary"])
         self.table = W.Tabulator(
             show_index=False, height=320, sizing_mode="stretch_width", pagination="local", page_size=15,
@@ -238,6 +256,7 @@ class DashboardView:
             pn.Row(top_k, self.metric),
             pn.Row(pn.pane.Bokeh(self.curves.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.parallel.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            self.pbt,
             self.table,
             sizing_mode="stretch_width", name="Dashboard",
         )
@@ -255,6 +274,10 @@ class DashboardView:
         self.best.update(m.best_curve(), f"{m.spec.objective.metric} ({m.direction})")
         self.curves.update(m.curves(), m.metric)
         self.parallel.update(m.trials, m.direction)
+        self.pbt.visible = m.population_based
+        if m.population_based:
+            self.population.update_population(*m.population(), m.metric)
+            self.lineage.update(m.lineage())
         self.table.value = m.table()
         names = m.metric_names()
         if list(self.metric.options) != names:

@@ -88,8 +88,8 @@ class UtilizationChart:
 class CurvesChart:
     """Per-epoch metric of each shown trial, one line per trial."""
 
-    def __init__(self) -> None:
-        self.source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [], "colour": []}, name="curves")
+    def __init__(self, name: str = "curves") -> None:
+        self.source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [], "colour": []}, name=name)
         self.points = ColumnDataSource({"step": [], "value": [], "trial_id": [], "colour": []})
         self.figure = _figure("Loss curves", x_axis_label="epoch")
         self.figure.multi_line(xs="xs", ys="ys", line_color="colour", line_width=2, source=self.source)
@@ -114,6 +114,49 @@ class CurvesChart:
             "trial_id": np.repeat(ids, sizes),
             "colour": np.repeat(np.asarray(colours, dtype=object), sizes),
         }
+
+
+class PopulationChart(CurvesChart):
+    """PBT: one line per member over its whole life, a star where it copied another."""
+
+    def __init__(self) -> None:
+        super().__init__(name="population")
+        self.figure.title.text = "Population"
+        self.jumps = ColumnDataSource({"step": [], "value": [], "member": [], "donor": []}, name="jumps")
+        stars = self.figure.scatter(x="step", y="value", source=self.jumps, marker="star", size=13,
+                                    color="#d62728")
+        self.figure.add_tools(HoverTool(renderers=[stars], tooltips=[("member", "@member"), ("copied", "@donor")]))
+
+    def update_population(self, curves: dict[int, pd.DataFrame], jumps: pd.DataFrame, metric: str) -> None:
+        self.update(curves, metric)
+        self.figure.title.text = f"Population: {metric} per epoch (★ exploit)"
+        self.jumps.data = {k: jumps[k].to_numpy() for k in ("step", "value", "member", "donor")}
+
+
+class LineageChart:
+    """PBT lineage: members by interval, an edge from the checkpoint each interval started
+    from (red: copied from another member), points coloured by objective."""
+
+    def __init__(self) -> None:
+        self.edges = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "colour": []}, name="lineage")
+        self.nodes = ColumnDataSource({"interval": [], "member": [], "objective": [], "trial_id": []})
+        self.mapper = LinearColorMapper(palette=Viridis256)
+        self.figure = _figure("Lineage", x_axis_label="interval", y_axis_label="member")
+        self.figure.segment(x0="x0", y0="y0", x1="x1", y1="y1", line_color="colour", line_width=2,
+                            source=self.edges)
+        dots = self.figure.scatter(x="interval", y="member", size=9, source=self.nodes,
+                                   color={"field": "objective", "transform": self.mapper})
+        self.figure.add_tools(HoverTool(renderers=[dots], tooltips=[("trial", "@trial_id"),
+                                                                    ("objective", "@objective")]))
+
+    def update(self, line: pd.DataFrame) -> None:
+        moved = line[line["interval"] > 0]
+        self.edges.data = {
+            "x0": (moved["interval"] - 1).to_numpy(float), "y0": moved["source"].to_numpy(float),
+            "x1": moved["interval"].to_numpy(float), "y1": moved["member"].to_numpy(float),
+            "colour": ["#d62728" if e else "#9e9e9e" for e in moved["exploit"]],
+        }
+        self.nodes.data = {k: line[k].to_numpy() for k in ("interval", "member", "objective", "trial_id")}
 
 
 class BestChart:

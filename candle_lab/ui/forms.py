@@ -37,7 +37,7 @@ from candle_lab.space import (
 )
 from candle_lab.spec import ALGORITHMS, ExperimentSpec, SpaceSpec, load_spec, spec_from_dict
 
-SPACE_COLUMNS = ["name", "type", "low", "high", "log", "choices", "value"]
+SPACE_COLUMNS = ["name", "type", "low", "high", "log", "choices", "value", "mutable"]
 PARAM_TYPES = ["real", "integer", "categorical", "ordered", "constant"]
 EXPORT_FORMATS = {
     "ga": "CANDLE GA JSON", "grid": "PyCOMPSs grid JSON", "upf": "unrolled parameter file", "yaml": "spec"
@@ -66,7 +66,7 @@ def parameters_to_rows(parameters: Sequence[Any]) -> pd.DataFrame:
     rows = []
     for p in parameters:
         row: dict[str, Any] = {"name": p.name, "type": p.type, "low": None, "high": None, "log": False,
-                               "choices": "", "value": ""}
+                               "choices": "", "value": "", "mutable": bool(getattr(p, "mutable", False))}
         if isinstance(p, RealParam | IntegerParam):
             row.update(low=float(p.low), high=float(p.high), log=p.log)
         elif isinstance(p, CategoricalParam):
@@ -140,7 +140,24 @@ def rows_to_parameters(rows: pd.DataFrame) -> list[dict[str, Any]]:
             entry.update(type="constant", value=_literal(str(row.get("value") or "")))
         else:
             raise SpecError.one(f"{where}.type", expected_got(" | ".join(PARAM_TYPES), kind))
+        if not _blank(row.get("mutable")) and bool(row.get("mutable")):
+            entry["mutable"] = True  # PBT perturbs it
         out.append(entry)
+    return out
+
+
+def _with_hidden(parameters: list[dict[str, Any]], loaded: list[Any]) -> list[dict[str, Any]]:
+    """Table rows with the fields the table has no column for (a GA file's ``sigma``),
+    taken from the loaded spec for each parameter still of the same name and type."""
+    hidden = {
+        p["name"]: (p.get("type"), {"sigma": p["sigma"]})
+        for p in loaded
+        if isinstance(p, dict) and p.get("sigma") is not None
+    }
+    out = []
+    for entry in parameters:
+        kind, extra = hidden.get(entry["name"], (None, {}))
+        out.append(entry | extra if kind == entry.get("type") else entry)
     return out
 
 
@@ -193,6 +210,10 @@ class SpecForm(param.Parameterized):
     crossover_rate = param.Number(default=0.8, allow_None=True, doc="GA: chance that a child mixes two parents")
     tournament_size = param.Integer(default=3, bounds=(1, None), doc="GA: individuals per tournament")
     generational = param.Boolean(default=False, doc="GA: wait for each whole generation (CANDLE's barrier)")
+    interval_epochs = param.Integer(default=1, bounds=(1, None), doc="PBT: epochs between exploit decisions")
+    intervals = param.Integer(default=None, allow_None=True, doc="PBT: intervals each member trains")
+    truncation = param.Number(default=0.25, allow_None=True, doc="PBT: bottom fraction that copies the top")
+    resample_probability = param.Number(default=0.25, allow_None=True, doc="PBT: chance of a fresh draw")
 
     max_trials = param.Integer(default=20, allow_None=True, bounds=(1, None))
     max_time = param.String(default="", doc="e.g. 30m, 2h, 01:00:00")
@@ -298,6 +319,10 @@ class SpecForm(param.Parameterized):
                 crossover_rate=s.crossover_rate,
                 tournament_size=s.tournament_size,
                 generational=s.generational,
+                interval_epochs=s.interval_epochs,
+                intervals=s.intervals,
+                truncation=s.truncation,
+                resample_probability=s.resample_probability,
                 max_trials=b.max_trials,
                 max_time=_blank_if_none(data["budget"].get("max_time")),
                 target=b.target,
@@ -394,7 +419,7 @@ class SpecForm(param.Parameterized):
             out = {**base.get(name, {}), **values}
             return {k: v for k, v in out.items() if v is not None and v != ""}
 
-        parameters = rows_to_parameters(self.space)
+        parameters = _with_hidden(rows_to_parameters(self.space), base.get("space", {}).get("parameters") or [])
         source = base.get("space", {}).get("source")
         if source and _normalized(parameters) != base["space"].get("parameters"):
             source = None  # edited: no longer what the file holds
@@ -424,7 +449,7 @@ class SpecForm(param.Parameterized):
                 initial_points=self.initial_points,
                 batch_size=self.batch_size or None,
                 seed=self.seed,
-                **(self._ga_settings() if self.algorithm == "ga" else {}),
+                **self._algorithm_settings(),
             ),
             "budget": merged("budget", max_trials=self.max_trials, max_time=self.max_time.strip(), target=self.target),
             "objective": merged("objective", metric=self.metric.strip(), direction=self.direction),
@@ -442,15 +467,13 @@ class SpecForm(param.Parameterized):
             "trial": merged("trial", retries=self.retries, timeout=self.timeout.strip()),
         }
 
-    def _ga_settings(self) -> dict[str, Any]:
-        return {
-            "population": self.population,
-            "generations": self.generations,
-            "mutation_rate": self.mutation_rate,
-            "crossover_rate": self.crossover_rate,
-            "tournament_size": self.tournament_size,
-            "generational": self.generational,
-        }
+    def _algorithm_settings(self) -> dict[str, Any]:
+        """The fields of the chosen algorithm (GA, PBT), the others left as loaded."""
+        names = {
+            "ga": ("population", "generations", "mutation_rate", "crossover_rate", "tournament_size", "generational"),
+            "pbt": ("population", "interval_epochs", "intervals", "truncation", "resample_probability"),
+        }.get(self.algorithm, ())
+        return {name: getattr(self, name) for name in names}
 
     def build(self) -> ExperimentSpec:
         """The validated spec; raises :class:`SpecError` (every problem named)."""

@@ -187,6 +187,17 @@ class ExperimentMonitor(param.Parameterized):
     def curves(self) -> dict[int, pd.DataFrame]:
         return monitor.loss_curves(self.metrics, self.metric, self.shown_trials())
 
+    @property
+    def population_based(self) -> bool:
+        return self.spec is not None and self.spec.search.algorithm == "pbt"
+
+    def population(self) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+        """PBT: each member's curve of the chosen metric and its exploit jumps."""
+        return monitor.population_curves(self.trials, self.metrics, self.metric)
+
+    def lineage(self) -> pd.DataFrame:
+        return monitor.lineage(self.trials)
+
     def metric_names(self) -> list[str]:
         names = [] if self.metrics.empty else sorted(self.metrics["name"].unique())
         return names or ([self.metric] if self.metric else [])

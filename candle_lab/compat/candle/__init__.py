@@ -51,6 +51,8 @@ __version__ = "0.0.1+candle_lab.compat"
 __all__ = [
     "ArgumentStruct",
     "Benchmark",
+    "CandleCheckpointCallback",
+    "CandleCkptKeras",
     "CandleRemoteMonitor",
     "TerminateOnTimeOut",
     "build_initializer",
@@ -62,6 +64,7 @@ __all__ = [
     "finalize_parameters",
     "get_file",
     "keras_default_config",
+    "restart",
     "set_parallelism_threads",
     "set_seed",
     "set_up_logger",

@@ -1,6 +1,7 @@
 """CANDLE's Keras utilities: ``TerminateOnTimeOut``, ``CandleRemoteMonitor``,
 ``build_optimizer``, ``build_initializer``, ``compute_trainable_params``,
-``set_parallelism_threads`` (and ``set_seed``). Importing this module imports Keras."""
+``set_parallelism_threads`` (and ``set_seed``; checkpoint/restart from
+:mod:`.ckpt_keras_utils`). Importing this module imports Keras."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import time
 from typing import Any
 
+from candle_lab.compat.candle.ckpt_keras_utils import CandleCheckpointCallback, CandleCkptKeras, restart
 from candle_lab.compat.candle.helper_utils import set_seed
 from candle_lab.errors import MissingDependency, SpecError, expected_got
 
@@ -18,11 +20,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise MissingDependency("tensorflow", "keras", "The CANDLE compatibility library's Keras utilities") from exc
 
 __all__ = [
+    "CandleCheckpointCallback",
+    "CandleCkptKeras",
     "CandleRemoteMonitor",
     "TerminateOnTimeOut",
     "build_initializer",
     "build_optimizer",
     "compute_trainable_params",
+    "restart",
     "set_parallelism_threads",
     "set_seed",
 ]

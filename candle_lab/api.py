@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from candle_lab import settings
-from candle_lab.errors import CandleLabError
+from candle_lab import settings, uq
+from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
 from candle_lab.states import ExperimentState, TrialState
 from candle_lab.store import (
@@ -147,6 +147,60 @@ def resume(
     if exp.driver_alive():
         raise CandleLabError(f"experiment {exp.id} is still running (driver pid {exp.meta().get('driver_pid')})")
     return _start(exp.path, fn=fn, wait=wait, client=client, observer=observer)
+
+
+def ensemble(
+    ref: str | os.PathLike[str] | Experiment,
+    *,
+    top: int = 1,
+    method: str = "bootstrap",
+    members: int = 10,
+    workers: int | None = None,
+    seed: int = 0,
+    wait: bool = True,
+    root: str | os.PathLike[str] | None = None,
+    client: Any = None,
+) -> Experiment:
+    """An uncertainty-quantification ensemble (CANDLE's UQ workflow) of the ``top`` best
+    configurations of a finished experiment, run as an experiment of its own: ``bootstrap``
+    trains ``members`` models per configuration on resamples of the training data,
+    ``dropout`` one model per configuration predicting ``members`` times with dropout on.
+    Models report held-out predictions (:func:`candle_lab.report_predictions`); read the
+    result with :meth:`Experiment.uncertainty`."""
+    source = ref if isinstance(ref, Experiment) else open_experiment(ref, root)
+    spec = as_spec(ensemble_spec(source, top=top, method=method, members=members, workers=workers, seed=seed))
+    return run(spec, wait=wait, root=source.path.parent if root is None else root, client=client)
+
+
+def ensemble_spec(
+    source: Experiment, *, top: int, method: str, members: int, workers: int | None, seed: int
+) -> dict[str, Any]:
+    """The spec of an ensemble of ``source``'s ``top`` best completed trials (errors name
+    the option at fault)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise SpecError.one("top", expected_got("a whole number ≥ 1", top))
+    spec = source.spec
+    done = [t for t in source.records() if t.state == "completed" and t.objective is not None]
+    if not done:
+        raise SpecError.one("experiment", f"expected an experiment with completed trials, got none in {source.id}")
+    sign = 1.0 if spec.objective.direction == "minimize" else -1.0
+    done.sort(key=lambda t: sign * float(t.objective or 0.0))
+    data = spec.to_dict()
+    data["name"] = f"{spec.name}-uq-{method}"
+    data["description"] = f"{method} ensemble of the {top} best configurations of {source.id}"
+    data["search"] = {"algorithm": "ensemble", "seed": seed}
+    data["budget"] = {}
+    data["ensemble"] = {
+        "source": str(source.path),
+        "method": method,
+        "members": members,
+        "seed": seed,
+        "configs": [{"trial_id": t.trial_id, "params": t.params} for t in done[:top]],
+    }
+    data["space"] = {"parameters": data["space"].get("parameters", [])}
+    if workers is not None:
+        data["compute"] = {**data["compute"], "workers": workers}
+    return data
 
 
 def open_experiment(ref: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Experiment:
@@ -295,6 +349,20 @@ class Experiment:
     def trial(self, trial_id: int) -> TrialRecord | None:
         with self._store() as store:
             return store.trial(trial_id)
+
+    def uncertainty(self) -> list[uq.ConfigUncertainty]:
+        """An ensemble experiment's per-sample uncertainty and calibration, one entry per
+        configuration, best first (see :func:`candle_lab.ensemble`)."""
+        ensemble = self.spec.ensemble
+        if ensemble is None:
+            raise CandleLabError(f"{self.id} is not an ensemble: run candle-lab ensemble {self.id} first")
+        runs = [
+            (int(t.origin["config"]), t.run_id, t.params)
+            for t in self.records()
+            if t.state == "completed" and t.origin and "config" in t.origin
+        ]
+        found = {c.trial_id: c for c in uq.collect(self.path, runs, ensemble.method)}
+        return [found[c.trial_id] for c in ensemble.configs if c.trial_id in found]
 
     def records(self) -> list[TrialRecord]:
         with self._store() as store:

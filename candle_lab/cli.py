@@ -59,8 +59,32 @@ def _finish(exp: api.Experiment, quiet: bool) -> int:
         print(f"best trial: {best.trial_id} ({best.run_id}) {exp.spec.objective.metric}={best.objective:.6g}")
         print(f"  parameters: {json.dumps(best.params)}")
         print(f"  run folder: {exp.path / best.run_id}")
+    if exp.spec.ensemble is not None:
+        _print_uncertainty(exp)
     print(f"report: {report}")
     return 0
+
+
+def _print_uncertainty(exp: api.Experiment) -> None:
+    for config in exp.uncertainty():
+        cal, summary = config.calibration, config.summary
+        coverage = ", ".join(f"{p:.0%}: {v:.0%}" for p, v in cal.coverage.items())
+        print(
+            f"uncertainty of trial {config.trial_id} ({config.members} members, {len(summary)} samples): "
+            f"mean std {summary['std'].mean():.4g}, RMSE {float((summary['error'] ** 2).mean()) ** 0.5:.4g}, "
+            f"|error|~std rank correlation {cal.spearman:.2f}; coverage of nominal intervals {coverage}"
+        )
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    source = api.open_experiment(args.experiment, args.root)
+    spec = api.ensemble_spec(
+        source, top=args.top, method=args.method, members=args.members, workers=args.workers, seed=args.seed
+    )
+    path = api.create_experiment(spec, source.path.parent if args.root is None else args.root)
+    print(f"experiment {path.name}: {args.method} ensemble of {source.id}'s {args.top} best: {path}", file=sys.stderr)
+    _quiet_dask(args.log_level)
+    return _drive(api.Experiment(path), args.quiet)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -250,6 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment id (EXP000) or folder")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("ensemble", help="uncertainty quantification: ensembles of an experiment's best configurations")
+    p.add_argument("experiment", help="the finished experiment (id or folder)")
+    p.add_argument("--top", type=int, default=1, help="best configurations to ensemble (default 1)")
+    p.add_argument("--method", choices=["bootstrap", "dropout"], default="bootstrap",
+                   help="bootstrap: a model per resample; dropout: Monte Carlo dropout passes")
+    p.add_argument("--members", type=int, default=10, help="models (bootstrap) or passes (dropout) per configuration")
+    p.add_argument("--workers", type=int, default=None, help="override compute.workers")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples and passes")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("status", help="state, trial counts and best trial of an experiment")
     p.add_argument("experiment")

@@ -138,3 +138,26 @@ def lineage_figure(line: pd.DataFrame) -> Any:
     )
     fig.update_layout(title="Lineage", xaxis_title="interval", yaxis_title="member", height=360)
     return fig
+
+
+def uncertainty_figure(summary: pd.DataFrame, title: str = "Uncertainty") -> Any:
+    """CANDLE's UQ plots of one ensemble (:func:`candle_lab.uq.summarize`): the samples'
+    density in (predicted std, |error|) space, and the error's distribution given the std
+    (quintiles of std)."""
+    import pandas as pd
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("density of (std, |error|)", "|error| given std"))
+    error = summary["error"].abs()
+    fig.add_trace(go.Histogram2d(x=summary["std"], y=error, nbinsx=30, nbinsy=30, colorscale="Viridis",
+                                 showscale=False), row=1, col=1)
+    groups = pd.qcut(summary["std"].rank(method="first"), q=min(5, max(1, len(summary))), labels=False)
+    for q in sorted(groups.unique()):
+        part = summary[groups == q]
+        label = f"std {part['std'].min():.3g}–{part['std'].max():.3g}"
+        fig.add_trace(go.Box(y=error[groups == q], name=label, boxmean=True), row=1, col=2)
+    fig.update_xaxes(title_text="predicted std", row=1, col=1)
+    fig.update_yaxes(title_text="|error|", row=1, col=1)
+    fig.update_layout(title=title, height=380, showlegend=False)
+    return fig

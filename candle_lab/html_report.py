@@ -22,6 +22,7 @@ from candle_lab.figures import (
     gantt_figure,
     lineage_figure,
     population_figure,
+    uncertainty_figure,
     utilization_figure,
 )
 from candle_lab.store.layout import REPORT_NAME
@@ -58,6 +59,8 @@ def write_report(
         curves, jumps = monitor.population_curves(trials, exp.metrics, spec.objective.metric)
         figures += [population_figure(curves, jumps, spec.objective.metric), lineage_figure(monitor.lineage(trials))]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+    if spec.ensemble is not None:
+        parts += _uncertainty_parts(exp)
     counts = monitor.state_counts(trials)
     summary = [
         ("experiment", f"{exp.id} · {spec.name}"),
@@ -93,3 +96,18 @@ def write_report(
     out.write_text(page, encoding="utf-8")
     log.info("report written to %s", out)
     return out
+
+
+def _uncertainty_parts(exp: Experiment) -> list[str]:
+    """An ensemble's per-configuration UQ plots and calibration tables."""
+    parts = []
+    for config in exp.uncertainty():
+        title = f"Uncertainty of trial {config.trial_id}'s configuration ({config.members} members)"
+        parts.append(uncertainty_figure(config.summary, title).to_html(full_html=False, include_plotlyjs=False))
+        coverage = ", ".join(f"{p:.0%} interval: {v:.1%}" for p, v in config.calibration.coverage.items())
+        parts.append(
+            f"<p>Coverage of nominal Gaussian intervals: {html.escape(coverage)}; rank correlation of |error| "
+            f"with std: {config.calibration.spearman:.2f}</p>"
+            + config.calibration.bins.to_html(index=False, float_format=lambda v: f"{v:.4g}", classes="calibration")
+        )
+    return parts

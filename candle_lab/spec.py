@@ -44,7 +44,7 @@ from candle_lab.space import (
     read_space_file,
 )
 
-Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt"]
+Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt", "ensemble"]
 SPACE_FORMATS: tuple[str, ...] = ("auto", "ga", "grid", "upf", "native")
 ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt")
 
@@ -174,7 +174,10 @@ class SpaceSpec(Section):
 class SearchSpec(Section):
     """How to search: the algorithm and the Bayesian-optimization settings."""
 
-    algorithm: Algorithm = Field("async-bo", description="grid | random | upf | async-bo | batch-bo | ga | pbt")
+    algorithm: Algorithm = Field(
+        "async-bo",
+        description="grid | random | upf | async-bo | batch-bo | ga | pbt (ensemble: made by candle-lab ensemble)",
+    )
     surrogate: Literal["auto", "RF", "ET", "GP"] = Field(
         "auto", description="Surrogate model; auto = GP while the data is small, extra trees beyond"
     )
@@ -339,6 +342,26 @@ class ComputeSpec(Section):
         return value
 
 
+class EnsembleConfig(Section):
+    """One configuration of an ensemble: the source experiment's trial and its parameters."""
+
+    trial_id: int
+    params: dict[str, Any]
+
+
+class EnsembleSpec(Section):
+    """An uncertainty-quantification ensemble (CANDLE's UQ workflow) of the best
+    configurations of a finished experiment: ``bootstrap`` trains ``members`` models per
+    configuration, each on a resample of the training data; ``dropout`` trains one model
+    per configuration and predicts ``members`` times with dropout kept on."""
+
+    source: str = Field(description="The experiment whose configurations are ensembled (its folder)")
+    method: Literal["bootstrap", "dropout"] = Field("bootstrap", description="bootstrap | dropout")
+    members: int = Field(10, ge=2, le=10_000, description="Bootstrap models, or dropout passes, per configuration")
+    configs: list[EnsembleConfig] = Field(min_length=1, description="The configurations, best first")
+    seed: int = Field(0, description="Seeds of the bootstrap resamples and dropout passes derive from it")
+
+
 class TrialSpec(Section):
     retries: int = Field(1, ge=0, description="Re-runs of a trial that raised or lost its worker")
     timeout: float | None = Field(None, description="Most seconds one trial may run (accepts '30m')")
@@ -372,11 +395,19 @@ class ExperimentSpec(Section):
     objective: ObjectiveSpec = ObjectiveSpec()
     compute: ComputeSpec = ComputeSpec()
     trial: TrialSpec = TrialSpec()
+    ensemble: EnsembleSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
         algo = self.search.algorithm
         space = self.space
+        if (algo == "ensemble") != (self.ensemble is not None):
+            raise ValueError(
+                "ensemble: an ensemble experiment has search.algorithm 'ensemble' and an ensemble section "
+                "(candle-lab ensemble EXP makes both), got one without the other"
+            )
+        if algo == "ensemble":
+            return self
         if algo == "upf":
             if not space.runs:
                 raise ValueError("space: algorithm 'upf' needs runs (give space.file: an unrolled parameter file)")

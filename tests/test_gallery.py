@@ -219,3 +219,11 @@ def test_gallery_experiment_runs_through_the_engine_and_learns(name: str, client
     assert len(curve) >= 2
     assert best.objective < 0.9 * curve["value"].iloc[0]
     assert (exp.path / "best" / "model.keras").is_file()
+    if name in ("digits_mlp", "nt3"):  # CANDLE's UQ workflow: a bootstrap ensemble of the best
+        ensemble = candle_lab.ensemble(exp, members=2, client=client)
+        assert [t.state for t in ensemble.records()] == ["completed"] * 2, [t.error for t in ensemble.records()]
+        (config,) = ensemble.uncertainty()
+        assert config.trial_id == best.trial_id and config.members == 2
+        summary = config.summary
+        assert len(summary) == {"digits_mlp": 450, "nt3": 120}[name] and summary["std"].max() > 0
+        assert summary["mean"].between(0, 1).all()  # the probability each gives the true class

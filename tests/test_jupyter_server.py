@@ -182,3 +182,29 @@ async def test_the_malformed_corpus_gets_400_naming_the_field(jp_fetch: Any, roo
         assert case.field in answer["message"] and "Traceback" not in answer["message"], (case.name, answer)
         assert time.monotonic() - start < 1.0, case.name
     assert not root.exists() or not any(root.iterdir())  # nothing was created
+
+
+async def test_ensemble_of_a_finished_experiment_starts_in_the_background(jp_fetch: Any, client: Any,
+                                                                          root: Path) -> None:
+    space = [{"name": "degree", "type": "integer", "low": 3, "high": 4},
+             {"name": "alpha", "type": "real", "low": 1e-3, "high": 1e-2}]
+    source = api.run(model_spec("uq_regression", space=space, objective={"metric": "objective"},
+                                budget={"max_trials": 2}), client=client, root=root)
+    for bad, words in (
+        ({"top": "2"}, "top: expected a whole number, got '2'"),
+        ({"members": 1}, "ensemble.members"),
+        ({"method": "jackknife"}, "ensemble.method"),
+        ({"size": 3}, "size: expected one of top, method, members"),
+    ):
+        code, body = await _json(jp_fetch, "experiments", source.id, "ensemble", method="POST", body=json.dumps(bad))
+        assert code == 400 and words in body["message"], body
+    code, body = await _json(jp_fetch, "experiments", source.id, "ensemble", method="POST",
+                             body=json.dumps({"members": 3, "workers": 1}))
+    assert code == 201, body
+    started = api.open_experiment(body["id"], root)
+    deadline = time.monotonic() + 120
+    while started.status().state not in ("completed", "failed") and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert started.status().completed == 3
+    (config,) = started.uncertainty()
+    assert config.trial_id == source.best.trial_id  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import model_spec
+from conftest import TESTS, model_spec
 
 from candle_lab import api
 from candle_lab.clusters import resolve
@@ -130,7 +130,8 @@ def test_space_import_and_export(tmp_path: Path) -> None:
     before = form.build().space.parameters
     form.space = parameters_to_rows([])
     form.import_space(exported)
-    assert form.build().space.parameters == before
+    after = form.build().space.parameters  # the same, with the mutation sigmas CANDLE's GA needs written in
+    assert [p.model_dump(exclude={"sigma"}) for p in after] == [p.model_dump(exclude={"sigma"}) for p in before]
     upf = tmp_path / "runs.upf"
     upf.write_text('{"id": "a", "x": 1}\n{"id": "b", "x": 2}\n')
     form.import_space(upf)
@@ -266,3 +267,24 @@ def test_submitted_experiment_runs_in_its_own_process_session(root: Path) -> Non
     pid = int(exp.meta()["driver_pid"])
     assert pid != os.getpid() and os.getsid(pid) != os.getsid(0)  # closing the app (its session) leaves it running
     assert exp.wait(timeout=120).completed == 2
+
+
+def test_ga_and_pbt_settings_and_hidden_fields_go_through_the_form(tmp_path: Path) -> None:
+    form = SpecForm()
+    form.load_gallery("digits_mlp")
+    form.import_space(TESTS / "data" / "ga_candle.json")  # CANDLE's GA file: sigmas per parameter
+    form.param.update(algorithm="ga", population=8, generations=3, mutation_rate=0.3, generational=True)
+    spec = form.build()
+    assert (spec.search.population, spec.search.generations, spec.search.generational) == (8, 3, True)
+    assert spec.search.mutation_rate == 0.3
+    sigmas = {p.name: getattr(p, "sigma", None) for p in spec.space.parameters}
+    assert sigmas["dropout"] == 0.045 and sigmas["dense_units"] == 50  # kept though the table has no column
+    rows = form.space.copy()
+    rows.loc[rows["name"] == "learning_rate", "mutable"] = True
+    form.space = rows
+    form.param.update(algorithm="pbt", interval_epochs=2, intervals=4, truncation=0.5)
+    spec = form.build()
+    assert (spec.search.interval_epochs, spec.search.intervals, spec.search.truncation) == (2, 4, 0.5)
+    assert [p.name for p in spec.space.parameters if getattr(p, "mutable", False)] == ["learning_rate"]
+    form.load_spec(spec)
+    assert form.build() == spec

@@ -218,3 +218,44 @@ def pbt_progress(params: dict[str, Any], checkpoint: Any) -> float:
     checkpoint.save_dir.mkdir(parents=True, exist_ok=True)
     (checkpoint.save_dir / "progress.json").write_text(json.dumps({"progress": progress}))
     return loss
+
+
+def uq_regression(params: dict[str, Any]) -> float:
+    """Polynomial ridge regression of sin(3x) + noise, dense data on [-1, 0.3), sparse on
+    [0.3, 1]: trains on candle_lab.uq.resample(...) and reports predictions on a grid."""
+    import numpy as np
+
+    from candle_lab import uq
+
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.uniform(-1.0, 0.3, 200), rng.uniform(0.3, 1.0, 10)])
+    y = np.sin(3 * x) + 0.1 * rng.normal(size=len(x))
+    xt, yt = uq.resample(x, y)
+    degree, alpha = int(params["degree"]), float(params["alpha"])
+    design = np.vander(xt, degree + 1)
+    coef = np.linalg.solve(design.T @ design + alpha * np.eye(degree + 1), design.T @ yt)
+    grid = np.linspace(-1.0, 1.0, 101)
+    pred = np.vander(grid, degree + 1) @ coef
+    candle_lab.report_predictions(np.sin(3 * grid), pred)
+    return float(np.mean((np.vander(x, degree + 1) @ coef - y) ** 2))
+
+
+def uq_keras(params: dict[str, Any]) -> Any:
+    """A small Keras regression with (dropout > 0) or without a Dropout layer; predicts a
+    held-out set through candle_lab.uq.predict (Monte Carlo dropout in a dropout member)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from candle_lab import uq
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (300, 2)).astype("float32")
+    y = (x[:, :1] - 2 * x[:, 1:] ** 2).astype("float32")
+    layers = [tf.keras.Input((2,)), tf.keras.layers.Dense(32, activation="relu")]
+    if float(params["dropout"]) > 0:
+        layers.append(tf.keras.layers.Dropout(float(params["dropout"])))
+    model = tf.keras.Sequential([*layers, tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    history = model.fit(x[:240], y[:240], validation_data=(x[240:], y[240:]), epochs=5, batch_size=32, verbose=0)
+    uq.report_predictions(y[240:], uq.predict(model, x[240:]))
+    return history

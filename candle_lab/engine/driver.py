@@ -278,12 +278,15 @@ class Engine:
             gpus=self.spec.compute.gpus,
             save_model=self.spec.trial.keep_models != "none",
             checkpoint=self.spec.trial.checkpoints,
-            **self._interval(t),
+            **self._from_origin(t),
             fn=self.fn,
         )
 
-    def _interval(self, t: Trial) -> dict[str, Any]:
-        """PBT: the epochs this trial trains and the checkpoint it starts from."""
+    def _from_origin(self, t: Trial) -> dict[str, Any]:
+        """PBT: the epochs this trial trains and the checkpoint it starts from; an ensemble
+        member: how it resamples or how often it predicts."""
+        if self.spec.search.algorithm == "ensemble" and t.origin:
+            return {"uq": {k: t.origin[k] for k in ("method", "seed", "passes") if k in t.origin}}
         if self.spec.search.algorithm != "pbt" or not t.origin:
             return {}
         width = self.spec.search.interval_epochs

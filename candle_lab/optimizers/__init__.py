@@ -54,6 +54,10 @@ def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
             resample_probability=search.resample_probability,
             seed=seed,
         )
+    if search.algorithm == "ensemble" and spec.ensemble is not None:
+        from candle_lab.optimizers.ensemble import EnsembleRuns
+
+        return EnsembleRuns(spec.ensemble)
     if search.algorithm == "upf":
         from candle_lab.optimizers.upf import UnrolledRuns
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
@@ -41,6 +41,25 @@ class BaseHandler(APIHandler):
     def fail(self, status: int, message: str, problems: list[tuple[str, str]] | None = None) -> None:
         self.answer({"message": message, "problems": [{"field": f, "message": m} for f, m in problems or []]}, status)
 
+    def body(self, what: str) -> dict[str, Any] | None:
+        """The request's JSON object; None after answering why it is not one."""
+        if len(self.request.body) > MAX_BODY:
+            self.fail(413, f"body: expected at most {MAX_BODY} bytes ({what}), got {len(self.request.body)}")
+            return None
+        try:
+            body = json.loads(self.request.body.decode("utf-8") or "null")
+        except UnicodeDecodeError:
+            self.fail(400, f"body: expected a JSON object ({what}) in UTF-8, got bytes that are not UTF-8")
+            return None
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            self.fail(400, f"body: expected a JSON object ({what}), got invalid JSON: {reason}")
+            return None
+        if not isinstance(body, dict):
+            self.fail(400, f"body: {expected_got(f'a JSON object ({what})', body)}")
+            return None
+        return body
+
     def experiment(self, exp_id: str) -> api.Experiment | None:
         path = self.root / exp_id
         # A link in the experiments folder to a folder elsewhere is not an experiment of it.
@@ -65,20 +84,10 @@ class ExperimentsHandler(BaseHandler):
 
     @tornado.web.authenticated
     def post(self) -> None:
-        if len(self.request.body) > MAX_BODY:
-            size = len(self.request.body)
-            self.fail(413, f"body: expected at most {MAX_BODY} bytes (an experiment spec), got {size}")
+        body = self.body("an experiment spec")
+        if body is None:
             return
-        try:
-            body = json.loads(self.request.body.decode("utf-8") or "null")
-        except UnicodeDecodeError:
-            self.fail(400, "body: expected a JSON object (an experiment spec) in UTF-8, got bytes that are not UTF-8")
-            return
-        except (ValueError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            self.fail(400, f"body: expected a JSON object (an experiment spec), got invalid JSON: {reason}")
-            return
-        if isinstance(body, dict) and set(body) == {"spec"}:
+        if set(body) == {"spec"}:
             body = body["spec"]
         if not isinstance(body, dict):
             self.fail(400, f"body: {expected_got('a JSON object (an experiment spec)', body)}")
@@ -122,6 +131,38 @@ class StopHandler(BaseHandler):
                     202)
 
 
+class EnsembleHandler(BaseHandler):
+    """POST ``{"top": 1, "method": "bootstrap", "members": 10}``: an uncertainty
+    ensemble of the experiment's best configurations, started in the background."""
+
+    OPTIONS: ClassVar[dict[str, type]] = {"top": int, "method": str, "members": int, "workers": int, "seed": int}
+
+    @tornado.web.authenticated
+    def post(self, exp_id: str) -> None:
+        exp = self.experiment(exp_id)
+        body = self.body("ensemble options: top, method, members") if exp is not None else None
+        if exp is None or body is None:
+            return
+        for key, value in body.items():
+            kind = self.OPTIONS.get(key)
+            if kind is None:
+                self.fail(400, f"{key}: expected one of {', '.join(self.OPTIONS)}, got an unknown option")
+                return
+            if not isinstance(value, kind) or isinstance(value, bool):
+                self.fail(400, f"{key}: {expected_got('a whole number' if kind is int else 'text', value)}")
+                return
+        try:
+            started = api.ensemble(exp, wait=False, root=self.root, **body)
+        except SpecError as exc:
+            self.fail(400, str(exc), exc.problems)
+            return
+        except CandleLabError as exc:
+            self.fail(400, str(exc))
+            return
+        log.info("ensemble %s of %s", started.id, exp.id)
+        self.answer(_status(started.status()), 201)
+
+
 class NotFoundHandler(BaseHandler):
     """Any other path under the API: a JSON 404 (not Jupyter's HTML page)."""
 
@@ -149,6 +190,7 @@ def setup_handlers(serverapp: Any) -> None:
             (url_path_join(base, "experiments"), ExperimentsHandler),
             (url_path_join(base, "experiments", EXP), ExperimentHandler),
             (url_path_join(base, "experiments", EXP, "stop"), StopHandler),
+            (url_path_join(base, "experiments", EXP, "ensemble"), EnsembleHandler),
             (url_path_join(base, "experiments", EXP, "trials", r"(?P<trial_id>\d+)", "stop"), StopHandler),
             (url_path_join(base, ".*"), NotFoundHandler),
         ],

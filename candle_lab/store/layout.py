@@ -24,6 +24,7 @@ WORKER_LOGS = "worker-logs"  # SLURM worker jobs' output
 # In a run folder RUNnnn/
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"  # the outcome, for a driver that died meanwhile
+PREDICTIONS_FILE = "predictions.npz"  # y_true, y_pred on held-out samples (candle_lab.report_predictions)
 LOG_FILE = "output.log"
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoint.keras"

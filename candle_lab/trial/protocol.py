@@ -44,6 +44,7 @@ class TrialTask:
     checkpoint: bool = False
     interval: tuple[int, int] | None = None  # PBT: train from epoch [0] to epoch [1] ...
     restore_from: str | None = None  # ... starting from the checkpoint in this run folder
+    uq: dict[str, Any] | None = None  # ensemble member: method, seed, passes (candle_lab.uq)
     fn: Callable[..., Any] | None = field(default=None, compare=False)
 
 

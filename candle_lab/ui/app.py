@@ -244,6 +244,11 @@ class DashboardView:
         self.stop.on_click(lambda _: monitor.stop())
         self.resume = W.Button(name="Resume", button_type="primary")
         self.resume.on_click(lambda _: monitor.resume())
+        self.uq_top = W.IntInput(name="Ensemble: best K", value=1, start=1, width=120)
+        self.uq_method = W.Select(name="method", options=["bootstrap", "dropout"], value="bootstrap", width=120)
+        self.uq_members = W.IntInput(name="members", value=10, start=2, width=100)
+        ensemble = W.Button(name="Run ensemble (UQ)")
+        ensemble.on_click(lambda _: self._ensemble())
         self.message = pn.pane.Markdown("", css_classes=["dashboard-message"])
         monitor.param.watch(lambda e: setattr(self.message, "object", html.escape(e.new)), "message")
         monitor.param.watch(self._render, ["version", "top_k", "metric"])
@@ -253,7 +258,7 @@ class DashboardView:
             pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
             pn.Row(pn.pane.Bokeh(self.util.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.best.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            pn.Row(top_k, self.metric),
+            pn.Row(top_k, self.metric, self.uq_top, self.uq_method, self.uq_members, ensemble),
             pn.Row(pn.pane.Bokeh(self.curves.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.parallel.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             self.pbt,
@@ -261,6 +266,9 @@ class DashboardView:
             sizing_mode="stretch_width", name="Dashboard",
         )
         self._render()
+
+    def _ensemble(self) -> None:
+        self.monitor.ensemble(int(self.uq_top.value or 1), str(self.uq_method.value), int(self.uq_members.value or 0))
 
     def _render(self, *_: Any) -> None:
         m = self.monitor

@@ -146,14 +146,16 @@ def rows_to_parameters(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _with_hidden(parameters: list[dict[str, Any]], loaded: list[Any]) -> list[dict[str, Any]]:
-    """Table rows with the fields the table has no column for (a GA file's ``sigma``),
-    taken from the loaded spec for each parameter still of the same name and type."""
-    hidden = {
-        p["name"]: (p.get("type"), {"sigma": p["sigma"]})
-        for p in loaded
-        if isinstance(p, dict) and p.get("sigma") is not None
-    }
+def _hidden_fields(parameters: Sequence[Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """What the table has no column for (a GA file's ``sigma``), by parameter name."""
+    return {p.name: (p.type, {"sigma": p.sigma}) for p in parameters if getattr(p, "sigma", None) is not None}
+
+
+def _with_hidden(
+    parameters: list[dict[str, Any]], hidden: dict[str, tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Table rows with the fields the table has no column for, for each parameter still of
+    the same name and type as when it was loaded or imported."""
     out = []
     for entry in parameters:
         kind, extra = hidden.get(entry["name"], (None, {}))
@@ -239,6 +241,7 @@ class SpecForm(param.Parameterized):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._base: dict[str, Any] = {}  # spec fields the form does not show, kept as loaded
+        self._hidden: dict[str, tuple[str, dict[str, Any]]] = {}  # parameters' fields without a column
         self._default_values: dict[str, Any] = {}
         self.param.gallery.objects = ["", *gallery_models()]
         self.param.profile.objects = available_profiles()
@@ -283,8 +286,15 @@ class SpecForm(param.Parameterized):
 
     def load_spec(self, spec: ExperimentSpec) -> None:
         """Show a spec in the form (fields the form has no widget for are kept)."""
+        if spec.search.algorithm not in ALGORITHMS:
+            raise SpecError.one(
+                "search.algorithm",
+                f"expected one of {', '.join(ALGORITHMS)} in the form, got {spec.search.algorithm!r} "
+                "(an ensemble is started from its source experiment: candle-lab ensemble, or the dashboard)",
+            )
         data = spec.to_dict()
         self._base = data
+        self._hidden = _hidden_fields(spec.space.parameters)
         m, s, b, o, c, t = spec.model, spec.search, spec.budget, spec.objective, spec.compute, spec.trial
         self._read_defaults(m.default_model or self._module_default_model(m.kind, m.ref, m.path))
         params = list(spec.space.parameters)
@@ -383,6 +393,7 @@ class SpecForm(param.Parameterized):
                 parameters = SpaceSpec.model_validate({"parameters": content.parameters}).parameters
             except ValidationError as exc:
                 raise from_pydantic(exc, str(path)) from None
+            self._hidden = _hidden_fields(parameters)
             self.param.update(space=parameters_to_rows(parameters), upf_runs=[])
             if self.algorithm == "upf":
                 self.algorithm = "async-bo"
@@ -419,7 +430,7 @@ class SpecForm(param.Parameterized):
             out = {**base.get(name, {}), **values}
             return {k: v for k, v in out.items() if v is not None and v != ""}
 
-        parameters = _with_hidden(rows_to_parameters(self.space), base.get("space", {}).get("parameters") or [])
+        parameters = _with_hidden(rows_to_parameters(self.space), self._hidden)
         source = base.get("space", {}).get("source")
         if source and _normalized(parameters) != base["space"].get("parameters"):
             source = None  # edited: no longer what the file holds

@@ -232,6 +232,19 @@ class ExperimentMonitor(param.Parameterized):
             return
         self.message = f"resumed {self.experiment.id}"
 
+    def ensemble(self, top: int, method: str, members: int) -> api.Experiment | None:
+        """An uncertainty ensemble of this experiment's best configurations, started in a
+        detached driver; None (and the reason in ``message``) when it cannot start."""
+        if self.experiment is None:
+            return None
+        try:
+            started = api.ensemble(self.experiment, top=top, method=method, members=members, wait=False)
+        except CandleLabError as exc:
+            self.message = str(exc)
+            return None
+        self.message = f"started {started.id}: {method} ensemble of the {top} best of {self.experiment.id}"
+        return started
+
 
 class ExperimentBrowser(param.Parameterized):
     """The experiments of one folder, with their status, for listing and comparing."""

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from candle_lab import uq
 from candle_lab.models.candle import benchmark_main, finalize_parameters
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,8 +64,9 @@ def build_model(params: dict[str, Any], input_dim: int, classes: int) -> keras.M
 def run(params: dict[str, Any]) -> keras.callbacks.History:
     keras.utils.set_random_seed(int(params["rng_seed"]))
     x_train, y_train, x_val, y_val = load_data()
+    x_train, y_train = uq.resample(x_train, y_train)  # a bootstrap ensemble member's resample; else as is
     model = build_model(params, x_train.shape[1], y_train.shape[1])
-    return model.fit(
+    history = model.fit(
         x_train,
         y_train,
         batch_size=int(params["batch_size"]),
@@ -72,6 +74,8 @@ def run(params: dict[str, Any]) -> keras.callbacks.History:
         validation_data=(x_val, y_val),
         verbose=0,
     )
+    uq.report_predictions(y_val, uq.predict(model, x_val))  # held-out predictions, for candle-lab ensemble
+    return history
 
 
 if __name__ == "__main__":

@@ -81,6 +81,41 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "experiments"
 
 
+def pbt_progress_spec(seed: int, retries: int = 1, **sections: Any) -> dict[str, Any]:
+    """PBT over ``trial_models:pbt_progress`` (2 members, 3 intervals of 3 epochs; the first
+    attempt of each of member 1's later intervals kills its worker)."""
+    spec = model_spec(
+        "pbt_progress",
+        space=[{"name": "learning_rate", "type": "real", "low": 0.1, "high": 0.2, "mutable": True}],
+        objective={"metric": "loss"},
+        search={"algorithm": "pbt", "population": 2, "interval_epochs": 3, "intervals": 3, "truncation": 0.5,
+                "seed": seed},
+        trial={"retries": retries},
+        **sections,
+    )
+    spec["budget"] = {}
+    return spec
+
+
+def assert_pbt_progress_continues(records: dict[str, Any], metrics: Any) -> None:
+    """Each ``pbt_progress`` interval starts where the run it names as its source ended:
+    its first epoch's progress is that run's last plus its learning rate; member 1's later
+    intervals each lost a worker once (attempt 2)."""
+    progress = metrics[metrics["name"] == "progress"]
+    for t in records.values():
+        if t.state != "completed":
+            continue
+        mine = progress[(progress["trial_id"] == t.trial_id) & (progress["attempt"] == t.attempt)]
+        start = 0.0
+        if t.origin and t.origin.get("from"):
+            source = records[t.origin["from"]]
+            start = float(progress[progress["trial_id"] == source.trial_id]["value"].iloc[-1])
+        assert mine["value"].iloc[0] == pytest.approx(start + t.params["learning_rate"]), t.run_id
+        assert list(mine["step"]) == list(range(int(mine["step"].iloc[0]), int(mine["step"].iloc[0]) + 3))
+    lost = [t for t in records.values() if t.run_id.startswith("M001_") and t.origin and t.origin["interval"] > 0]
+    assert lost and all(t.attempt >= 2 for t in lost)
+
+
 def model_spec(function: str, space: list[dict[str, Any]] | None = None, **sections: Any) -> dict[str, Any]:
     """A spec dict running ``tests/trial_models.py:function``."""
     data: dict[str, Any] = {

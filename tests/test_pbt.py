@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import model_spec
+from conftest import assert_pbt_progress_continues, model_spec, pbt_progress_spec
 
 import candle_lab
 from candle_lab.errors import SpecError
@@ -60,6 +60,19 @@ def test_a_failed_interval_is_tried_again_and_the_search_ends_after_its_interval
     assert pbt.exhausted and pbt.ask(1) == []  # both train their last interval
     pbt.tell([Observation(p.params, 0.4, p.run_id) for p in (on, again)])
     assert [m.intervals for m in pbt.members] == [2, 2]
+
+
+def test_a_member_never_copies_one_that_has_finished_training() -> None:
+    """Copying a member that trained its last interval would leave nothing to train: the
+    member goes on from its own checkpoint instead."""
+    pbt = PopulationBasedTraining(SPACE, population=2, intervals=2, truncation=0.5, seed=0)
+    a, b = pbt.ask(2)
+    pbt.tell([Observation(a.params, 0.1, a.run_id)])
+    (a1,) = pbt.ask(2)  # member 0 goes on alone while member 1 still trains
+    pbt.tell([Observation(a1.params, 0.05, a1.run_id), Observation(b.params, 0.9, b.run_id)])
+    (b1,) = pbt.ask(2)  # member 1 ranks last, but member 0 is done
+    assert b1.origin == {"member": 1, "from": "M001_I0000", "interval": 1}
+    assert b1.params == b.params
 
 
 def test_perturbation_moves_small_integers_and_ordered_choices_one_step() -> None:
@@ -128,7 +141,8 @@ def test_keras_members_hand_on_real_weights(client: Any, root: Path) -> None:
     spec["budget"] = {}
     exp = candle_lab.run(spec, client=client, root=root)
     records = exp.records()
-    assert len(records) == 12 and all(t.state == "completed" for t in records)
+    assert all(t.state == "completed" for t in records)
+    _every_member_trained_to_the_end(records, members=4, intervals=3)
     by_run = {t.run_id: t for t in records}
     with Store(exp.path / DB_NAME, readonly=True) as store:
         steps, starts = _steps(store), _steps(store, "val_loss_at_start")
@@ -140,13 +154,26 @@ def test_keras_members_hand_on_real_weights(client: Any, root: Path) -> None:
     exploits = [t for t in records if "exploit" in (t.origin or {})]
     assert exploits, "the worst member never copied a better one"
     later = [t for t in records if t.origin and t.origin.get("from")]
-    assert len(later) == 8
+    assert len(later) == len(records) - 4
     for t in later:  # its own checkpoint or a donor's
         donor = by_run[t.origin["from"]]  # type: ignore[index]
         k = t.origin["interval"]  # type: ignore[index]
         assert starts[t.trial_id][2 * k] == pytest.approx(steps[donor.trial_id][2 * k], rel=1e-3)
         assert starts[t.trial_id][2 * k] < 0.5 * fresh
     _views_show_the_population(exp, exploits)
+
+
+def _every_member_trained_to_the_end(records: list[Any], members: int, intervals: int) -> None:
+    """Each member's intervals go up to the last one and no further; a member that copied
+    one further along skips the intervals between (it takes the donor's place), so the
+    trials number between members × intervals and fewer."""
+    by_member: dict[int, list[int]] = {}
+    for t in records:
+        by_member.setdefault(t.origin["member"], []).append(t.origin["interval"])
+    assert sorted(by_member) == list(range(members))
+    for seen in by_member.values():
+        assert seen == sorted(seen) and seen[0] == 0 and seen[-1] == intervals - 1, by_member
+    assert len(records) <= members * intervals
 
 
 def _views_show_the_population(exp: candle_lab.Experiment, exploits: list[Any]) -> None:
@@ -158,45 +185,32 @@ def _views_show_the_population(exp: candle_lab.Experiment, exploits: list[Any]) 
     from candle_lab.ui.state import ExperimentMonitor
 
     line = monitor.lineage(exp.trials)
-    assert len(line) == 12 and set(line["member"]) == {0, 1, 2, 3}
+    assert len(line) == len(exp.records()) and set(line["member"]) == {0, 1, 2, 3}
     copied = line[line["exploit"]]
     assert sorted(copied["trial_id"]) == sorted(t.trial_id for t in exploits)
     assert all(copied["source"] != copied["member"])
     curves, jumps = monitor.population_curves(exp.trials, exp.metrics, "val_loss")
-    assert sorted(curves) == [0, 1, 2, 3] and all(len(c) == 6 for c in curves.values())  # 3 intervals x 2 epochs
+    lengths = {m: 2 * len(part) for m, part in line.groupby("member")}  # 2 epochs per interval
+    assert sorted(curves) == [0, 1, 2, 3] and all(len(c) == lengths[m] for m, c in curves.items())
     assert len(jumps) == len(exploits) and set(jumps["donor"]) <= {0, 1, 2, 3}
     html = write_report(exp).read_text()
     assert "Lineage" in html and "Population" in html
     board = ExperimentMonitor(path=str(exp.path))
     view = DashboardView(board)
     assert view.pbt.visible and len(view.population.source.data["xs"]) == 4
-    assert len(view.lineage.edges.data["x0"]) == 8 and len(view.population.jumps.data["step"]) == len(exploits)
+    assert len(view.lineage.edges.data["x0"]) == len(line) - 4
+    assert len(view.population.jumps.data["step"]) == len(exploits)
     board.close()
 
 
 def test_a_member_whose_worker_dies_resumes_from_its_checkpoint(client: Any, root: Path) -> None:
-    spec = model_spec(
-        "pbt_progress",
-        space=[{"name": "learning_rate", "type": "real", "low": 0.1, "high": 0.2, "mutable": True}],
-        objective={"metric": "loss"},
-        search={"algorithm": "pbt", "population": 2, "interval_epochs": 3, "intervals": 3, "truncation": 0.5,
-                "seed": 1},
-        trial={"retries": 1},
-        budget={},
-    )
-    spec["budget"] = {}
-    exp = candle_lab.run(spec, client=client, root=root)
+    """Member 1's later intervals each kill their worker once: they run again from the
+    checkpoint they started from, training their own epochs, not from epoch 1."""
+    exp = candle_lab.run(pbt_progress_spec(1), client=client, root=root)
     records = {t.run_id: t for t in exp.records()}
-    lost = records["M001_I0001"]
-    assert lost.state == "completed" and lost.attempt == 2
-    with Store(exp.path / DB_NAME, readonly=True) as store:
-        frame = store.metrics_frame()
-    progress = frame[(frame["name"] == "progress") & (frame["trial_id"] == lost.trial_id) & (frame["attempt"] == 2)]
-    source = records[lost.origin["from"]]  # type: ignore[index]
-    start = frame[(frame["name"] == "progress") & (frame["trial_id"] == source.trial_id)]["value"].iloc[-1]
-    assert list(progress["step"]) == [4, 5, 6]  # its interval's epochs, not from epoch 1
-    lr = lost.params["learning_rate"]
-    assert progress["value"].iloc[0] == pytest.approx(start + lr)  # from the checkpoint it started from
+    assert all(t.state == "completed" for t in records.values())
+    _every_member_trained_to_the_end(list(records.values()), members=2, intervals=3)
+    assert_pbt_progress_continues(records, exp.metrics)
 
 
 def test_an_unchanged_candle_benchmark_with_candle_checkpoints(client: Any, root: Path) -> None:
@@ -215,7 +229,8 @@ def test_an_unchanged_candle_benchmark_with_candle_checkpoints(client: Any, root
     }
     exp = candle_lab.run(spec, client=client, root=root)
     records = exp.records()
-    assert len(records) == 6 and all(t.state == "completed" for t in records), [t.error for t in records]
+    assert all(t.state == "completed" for t in records), [t.error for t in records]
+    _every_member_trained_to_the_end(records, members=2, intervals=3)
     by_run = {t.run_id: t for t in records}
     with Store(exp.path / DB_NAME, readonly=True) as store:
         steps, starts = _steps(store), _steps(store, "val_loss_at_start")
@@ -226,3 +241,52 @@ def test_an_unchanged_candle_benchmark_with_candle_checkpoints(client: Any, root
         if k:
             donor = by_run[t.origin["from"]]  # type: ignore[index]
             assert starts[t.trial_id][k] == pytest.approx(steps[donor.trial_id][k], rel=1e-3)
+
+
+def test_pbt_resumes_after_its_driver_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the driver (and its local cluster) mid-search, then resume: completed
+    intervals are kept as they were, the members go on from their checkpoints, and every
+    interval starts where the run it names as its source ended."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    spec = pbt_progress_spec(2, retries=3)  # a lost worker and a killed driver may both cost an attempt
+    spec["space"].append({"name": "epoch_seconds", "type": "constant", "value": 0.4})
+    path = tmp_path / "pbt.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    root = tmp_path / "experiments"
+    cli = [sys.executable, "-m", "candle_lab.cli", "--root", str(root)]
+    driver = subprocess.Popen([*cli, "run", str(path), "-q"], start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    db = root / "EXP000" / DB_NAME
+
+    def completed() -> dict[str, float | None]:
+        try:
+            with Store(db, readonly=True) as store:
+                return {t.run_id: t.ended for t in store.trials(["completed"])}
+        except Exception:  # the driver may still be creating the tables
+            return {}
+
+    deadline = time.monotonic() + 120
+    while len(completed()) < 3:
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = completed()
+    assert len(before) >= 3
+    resumed = subprocess.run([*cli, "resume", "EXP000", "-q"], capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = completed()
+    assert all(after[run] == ended for run, ended in before.items())  # kept, never re-run
+    with Store(db, readonly=True) as store:
+        records = {t.run_id: t for t in store.trials()}
+        metrics = store.metrics_frame()
+    assert all(t.state == "completed" for t in records.values()), [(t.run_id, t.error) for t in records.values()]
+    _every_member_trained_to_the_end(list(records.values()), members=2, intervals=3)
+    assert_pbt_progress_continues(records, metrics)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TESTS
+from conftest import TESTS, assert_pbt_progress_continues, pbt_progress_spec
 
 import candle_lab
 from candle_lab.clusters import resolve
@@ -169,4 +169,20 @@ def test_experiment_outlives_its_worker_jobs(slurm: None, tmp_path: Path) -> Non
     assert status.state == "completed" and status.completed == 26, [(t.state, t.error) for t in exp.records()]
     jobs = {t.metrics["slurm_job"] for t in exp.records() if t.metrics}
     assert len(jobs) > 2, f"all trials ran in jobs {jobs}: no worker was retired"
+    assert not our_jobs()
+
+
+def test_pbt_members_hand_checkpoints_across_worker_jobs(slurm: None, tmp_path: Path) -> None:
+    """PBT on SLURM workers: each interval starts from the checkpoint its member (or the
+    member it copied) left in a run folder, whichever job ran that; member 1's later
+    intervals each kill their worker once and run again from the same checkpoint."""
+    spec = pbt_progress_spec(4, compute={"profile": "lab", "workers": 2, "memory": "1GB", "walltime": "00:20:00"})
+    exp = candle_lab.run(spec, wait=False, root=tmp_path)
+    status = exp.wait(timeout=300)
+    records = {t.run_id: t for t in exp.records()}
+    assert status.state == "completed" and status.completed == len(records), [
+        (t.state, t.error) for t in records.values()
+    ]
+    assert_pbt_progress_continues(records, exp.metrics)
+    assert all(str(t.worker).startswith("job ") for t in records.values())
     assert not our_jobs()

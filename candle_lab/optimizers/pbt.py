@@ -155,12 +155,16 @@ class PopulationBasedTraining:
         last interval failed); None to go on from its own checkpoint."""
         ranked = self.ranking()
         cut = max(1, math.floor(len(ranked) * self.truncation))
-        top = [m for m in ranked[:cut] if m is not member]
+        # a donor that has trained its last interval leaves the copy nothing to train
+        top = [m for m in ranked[:cut] if m is not member and not self._finished(m)]
         if member.failed:
-            top = top or [m for m in ranked if m is not member][:1]
+            top = top or [m for m in ranked if m is not member and not self._finished(m)][:1]
         elif len(ranked) < 2 or member not in ranked[-cut:]:
             return None
         return top[int(self._rng.integers(len(top)))] if top else None
+
+    def _finished(self, member: _Member) -> bool:
+        return self.intervals is not None and member.intervals >= self.intervals
 
     def explore(self, params: dict[str, Any]) -> dict[str, Any]:
         """The donor's hyperparameters with every mutable one perturbed."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from candle_lab import settings, uq
+from candle_lab import settings
 from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
 from candle_lab.states import ExperimentState, TrialState
@@ -40,6 +40,8 @@ from candle_lab.store.layout import DRIVER_LOG
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from candle_lab.uq import ConfigUncertainty
 
     from candle_lab.engine import Observer
 
@@ -350,9 +352,11 @@ class Experiment:
         with self._store() as store:
             return store.trial(trial_id)
 
-    def uncertainty(self) -> list[uq.ConfigUncertainty]:
+    def uncertainty(self) -> list[ConfigUncertainty]:
         """An ensemble experiment's per-sample uncertainty and calibration, one entry per
         configuration, best first (see :func:`candle_lab.ensemble`)."""
+        from candle_lab import uq
+
         ensemble = self.spec.ensemble
         if ensemble is None:
             raise CandleLabError(f"{self.id} is not an ensemble: run candle-lab ensemble {self.id} first")

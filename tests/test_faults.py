@@ -157,10 +157,19 @@ def test_a_run_ending_on_timeouts_shuts_down_quietly(tmp_path: Path) -> None:
     assert len(run.stderr.splitlines()) <= 6, run.stderr
 
 
+def _driver_starts(db: Path) -> int:
+    try:
+        with Store(db, readonly=True) as store:
+            return sum(kind == "driver-start" for _, kind, _, _ in store.events())
+    except Exception:  # not created yet
+        return 0
+
+
 def test_ten_driver_kills_at_random_moments_lose_nothing(tmp_path: Path) -> None:
-    """kill -9 of the driver and its workers, ten times at seeded random moments, each
-    followed by a resume: every completed result is kept as it was, never re-run, and a
-    kill uses at most one attempt of each trial it interrupts."""
+    """kill -9 of the driver and its workers, ten times at seeded random moments of the
+    search (0-3 s after the driver starts searching), each followed by a resume: every
+    completed result is kept as it was, never re-run, and a kill uses at most one attempt
+    of each trial it interrupts."""
     import os
     import random
     import signal
@@ -175,10 +184,14 @@ def test_ten_driver_kills_at_random_moments_lose_nothing(tmp_path: Path) -> None
     db = root / "EXP000" / DB_NAME
     seen: dict[int, tuple[Any, ...]] = {}
     command = [*cli, "run", str(path), "-q"]
-    for _ in range(10):
+    for run in range(10):
         driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 5.0))
+        deadline = time.monotonic() + 60
+        while _driver_starts(db) <= run:  # its cluster is up and it is searching (startup varies by seconds)
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 3.0))
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         command = [*cli, "resume", "EXP000", "-q"]

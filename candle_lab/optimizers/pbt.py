@@ -155,16 +155,18 @@ class PopulationBasedTraining:
         last interval failed); None to go on from its own checkpoint."""
         ranked = self.ranking()
         cut = max(1, math.floor(len(ranked) * self.truncation))
-        # a donor that has trained its last interval leaves the copy nothing to train
-        top = [m for m in ranked[:cut] if m is not member and not self._finished(m)]
+        top = [m for m in ranked[:cut] if self._may_copy(member, m)]
         if member.failed:
-            top = top or [m for m in ranked if m is not member and not self._finished(m)][:1]
+            top = top or [m for m in ranked if self._may_copy(member, m)][:1]
         elif len(ranked) < 2 or member not in ranked[-cut:]:
             return None
         return top[int(self._rng.integers(len(top)))] if top else None
 
-    def _finished(self, member: _Member) -> bool:
-        return self.intervals is not None and member.intervals >= self.intervals
+    def _may_copy(self, member: _Member, donor: _Member) -> bool:
+        """Another member at least as far along (training never goes back) that has an
+        interval left (else the copy would have nothing to train)."""
+        finished = self.intervals is not None and donor.intervals >= self.intervals
+        return donor is not member and not finished and donor.intervals >= member.intervals
 
     def explore(self, params: dict[str, Any]) -> dict[str, Any]:
         """The donor's hyperparameters with every mutable one perturbed."""

@@ -41,9 +41,8 @@ from candle_lab.store.layout import DRIVER_LOG
 if TYPE_CHECKING:
     import pandas as pd
 
-    from candle_lab.uq import ConfigUncertainty
-
     from candle_lab.engine import Observer
+    from candle_lab.uq import ConfigUncertainty
 
 log = logging.getLogger(__name__)
 

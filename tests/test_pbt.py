@@ -234,8 +234,7 @@ def test_an_unchanged_candle_benchmark_with_candle_checkpoints(client: Any, root
     by_run = {t.run_id: t for t in records}
     with Store(exp.path / DB_NAME, readonly=True) as store:
         steps, starts = _steps(store), _steps(store, "val_loss_at_start")
-    assert any("exploit" in (t.origin or {}) for t in records)
-    for t in records:
+    for t in records:  # from its own checkpoint or, after an exploit (timing decides), another member's
         k = t.origin["interval"]  # type: ignore[index]
         assert sorted(steps[t.trial_id]) == [k + 1]
         if k:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,6 +61,20 @@ class BaseHandler(APIHandler):
             return None
         return body
 
+    def started(self, start: Callable[[], api.Experiment]) -> None:
+        """Start an experiment in the background: 201 with its status, or 400 naming what
+        was wrong."""
+        try:
+            exp = start()
+        except SpecError as exc:
+            self.fail(400, str(exc), exc.problems)
+            return
+        except CandleLabError as exc:
+            self.fail(400, str(exc))
+            return
+        log.info("started %s", exp.id)
+        self.answer(_status(exp.status()), 201)
+
     def experiment(self, exp_id: str) -> api.Experiment | None:
         path = self.root / exp_id
         # A link in the experiments folder to a folder elsewhere is not an experiment of it.
@@ -92,17 +107,8 @@ class ExperimentsHandler(BaseHandler):
         if not isinstance(body, dict):
             self.fail(400, f"body: {expected_got('a JSON object (an experiment spec)', body)}")
             return
-        try:
-            spec = api.check(spec_from_dict(body, base_dir=Path(self.settings.get("server_root_dir") or ".")))
-            exp = api.run(spec, wait=False, root=self.root)
-        except SpecError as exc:
-            self.fail(400, str(exc), exc.problems)
-            return
-        except CandleLabError as exc:
-            self.fail(400, str(exc))
-            return
-        log.info("submitted %s", exp.id)
-        self.answer(_status(exp.status()), 201)
+        base_dir = Path(self.settings.get("server_root_dir") or ".")
+        self.started(lambda: api.run(api.check(spec_from_dict(body, base_dir=base_dir)), wait=False, root=self.root))
 
 
 class ExperimentHandler(BaseHandler):
@@ -151,16 +157,7 @@ class EnsembleHandler(BaseHandler):
             if not isinstance(value, kind) or isinstance(value, bool):
                 self.fail(400, f"{key}: {expected_got('a whole number' if kind is int else 'text', value)}")
                 return
-        try:
-            started = api.ensemble(exp, wait=False, root=self.root, **body)
-        except SpecError as exc:
-            self.fail(400, str(exc), exc.problems)
-            return
-        except CandleLabError as exc:
-            self.fail(400, str(exc))
-            return
-        log.info("ensemble %s of %s", started.id, exp.id)
-        self.answer(_status(started.status()), 201)
+        self.started(lambda: api.ensemble(exp, wait=False, root=self.root, **body))
 
 
 class NotFoundHandler(BaseHandler):

@@ -303,6 +303,10 @@ class Status:
     ended_because: str | None = None
     max_trials: int | None = None
     created: float | None = None
+    metric: str = ""
+    direction: str = "minimize"
+    algorithm: str = ""
+    duration: float | None = None  # seconds from the first trial queued to the last end (or now)
 
     @property
     def progress(self) -> float | None:
@@ -395,11 +399,18 @@ class Experiment:
             records, meta = store.trials(), store.meta()
         best = self._best_of(records)
         counts = {s: sum(t.state == s for t in records) for s in ("completed", "failed", "running")}
-        return self.status_of(meta, len(records), counts, best.objective if best else None)
+        starts = [t for r in records for t in (r.queued, r.started) if t is not None]
+        ends = [r.ended if r.ended is not None else time.time() for r in records if r.started is not None]
+        duration = max(ends) - min(starts) if starts and ends else None
+        return self.status_of(meta, len(records), counts, best.objective if best else None, duration)
 
-    def status_of(self, meta: Mapping[str, Any], trials: int, counts: Mapping[str, int], best: float | None) -> Status:
+    def status_of(
+        self, meta: Mapping[str, Any], trials: int, counts: Mapping[str, int], best: float | None,
+        duration: float | None = None,
+    ) -> Status:
         """A status from what a caller already read (dashboards poll the store themselves)."""
         alive = self.driver_alive(meta)
+        spec = meta.get("spec") or {}
         state = str(meta.get("state", "unknown"))
         ended_because = meta.get("ended_because")
         if state == ExperimentState.RUNNING and not alive:
@@ -422,8 +433,12 @@ class Experiment:
             best=best,
             driver_alive=alive,
             ended_because=ended_because,
-            max_trials=(meta.get("spec") or {}).get("budget", {}).get("max_trials"),
+            max_trials=spec.get("budget", {}).get("max_trials"),
             created=meta.get("created"),
+            metric=str(spec.get("objective", {}).get("metric", "")),
+            direction=str(spec.get("objective", {}).get("direction", "minimize")),
+            algorithm=str(spec.get("search", {}).get("algorithm", "")),
+            duration=duration,
         )
 
     def driver_alive(self, meta: Mapping[str, Any] | None = None) -> bool:

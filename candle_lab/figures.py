@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from candle_lab import monitor
+from candle_lab import analysis, monitor
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 STATE_COLOURS: dict[str, tuple[str, str]] = {  # state -> two shades, alternating along a worker lane
@@ -24,11 +25,14 @@ STATE_COLOURS: dict[str, tuple[str, str]] = {  # state -> two shades, alternatin
 }
 
 
+GANTT_BARS = 5000  # past this, consecutive finished trials of a worker share a bar
+
+
 def gantt_figure(trials: pd.DataFrame) -> Any:
     """Trials as bars per worker lane, coloured by state with alternating shades."""
     import plotly.graph_objects as go
 
-    rows = monitor.gantt_rows(trials)
+    rows = monitor.gantt_rows(trials, limit=GANTT_BARS)
     fig = go.Figure()
     for state, colours in STATE_COLOURS.items():
         part = rows[rows["state"] == state]
@@ -42,13 +46,13 @@ def gantt_figure(trials: pd.DataFrame) -> Any:
                 orientation="h",
                 name=state,
                 marker={"color": [colours[int(s)] for s in part["shade"]], "line": {"width": 0}},
-                customdata=part[["trial_id", "objective"]].to_numpy(),
-                hovertemplate="trial %{customdata[0]}<br>objective %{customdata[1]}<br>"
-                "%{base:.1f}s + %{x:.1f}s<extra>" + state + "</extra>",
+                customdata=part[["trial_id", "objective", "trials"]].to_numpy(),
+                hovertemplate="trial %{customdata[0]} (%{customdata[2]} in this bar)<br>objective "
+                "%{customdata[1]:.5g}<br>%{base:.1f}s + %{x:.1f}s<extra>" + state + "</extra>",
             )
         )
     fig.update_layout(
-        title="Trials per worker", barmode="overlay", xaxis_title="seconds since first trial started",
+        title="Trials per worker", barmode="overlay", xaxis_title="seconds since the first trial was queued",
         yaxis_title="worker", bargap=0.15, height=max(300, 40 * rows["lane"].nunique() + 120),
     )
     return fig
@@ -82,12 +86,34 @@ def best_so_far_figure(progress: pd.DataFrame, metric: str, direction: str) -> A
     return fig
 
 
-def curves_figure(curves: dict[int, pd.DataFrame], metric: str) -> Any:
-    """One line per trial of a metric per epoch (``step`` and ``value`` columns)."""
+def curves_figure(
+    curves: dict[int, pd.DataFrame], metric: str, states: dict[int, str] | None = None, best: int | None = None
+) -> Any:
+    """One line per trial of a metric per epoch (``step`` and ``value`` columns), named by
+    trial and state: the best trial drawn thick, running trials dashed, a cross where a
+    stopped or early-stopped trial ended."""
     import plotly.graph_objects as go
 
-    fig = go.Figure([go.Scatter(x=c["step"], y=c["value"], mode="lines", name=f"trial {t}") for t, c in curves.items()])
-    fig.update_layout(title=f"{metric or 'metric'} per epoch", xaxis_title="epoch", height=320)
+    states = states or {}
+    fig = go.Figure()
+    for t, c in curves.items():
+        state = states.get(t, "")
+        width = 4 if t == best else 1.5
+        fig.add_trace(go.Scatter(
+            x=c["step"], y=c["value"], mode="lines+markers" if len(c) < 3 else "lines",
+            name=f"trial {t}" + (" (best)" if t == best else f" · {state}" if state else ""),
+            line={"width": width, "dash": "dash" if state == "running" else "solid",
+                  **({"color": "#d62728"} if t == best else {})},
+            hovertemplate=f"trial {t}<br>epoch %{{x}}<br>{metric} %{{y:.5g}}<extra>{state}</extra>",
+        ))
+        if state in ("stopped", "failed") and len(c):
+            fig.add_trace(go.Scatter(
+                x=c["step"].iloc[-1:], y=c["value"].iloc[-1:], mode="markers", showlegend=False,
+                marker={"symbol": "x", "size": 10, "color": "#7f7f7f"},
+                hovertemplate=f"trial {t} {state} here<extra></extra>",
+            ))
+    fig.update_layout(title=f"{metric or 'metric'} per epoch", xaxis_title="epoch", yaxis_title=metric, height=320)
+    fig.update_xaxes(tickformat="d", rangemode="tozero")
     return fig
 
 
@@ -160,4 +186,108 @@ def uncertainty_figure(summary: pd.DataFrame, title: str = "Uncertainty") -> Any
     fig.update_xaxes(title_text="predicted std", row=1, col=1)
     fig.update_yaxes(title_text="|error|", row=1, col=1)
     fig.update_layout(title=title, height=380, showlegend=False)
+    return fig
+
+
+# ------------------------------------------------------------------ analysis (candle_lab.analysis)
+def _axis_layout(axis: analysis.Axis) -> dict[str, Any]:
+    """Plotly axis settings that print categories and log values as the user gave them."""
+    ticks, texts = axis.ticks()
+    title = axis.name + (" (log scale)" if axis.log else "")
+    return {"title": {"text": title}, **({"tickvals": ticks, "ticktext": texts} if ticks else {})}
+
+
+def importance_figure(found: pd.DataFrame) -> Any:
+    """Parameter importance (:func:`analysis.importance`), most important on top."""
+    import plotly.graph_objects as go
+
+    rows = found.iloc[::-1]
+    fig = go.Figure(go.Bar(
+        x=rows["importance"], y=rows["parameter"], orientation="h", error_x={"array": rows["std"]},
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+    ))
+    fig.update_layout(title="Parameter importance (permutation, random forest)", xaxis_title="share of importance",
+                      xaxis_tickformat=".0%", height=max(260, 40 * len(rows) + 120))
+    return fig
+
+
+def slice_figure(slices: dict[str, tuple[analysis.Axis, pd.DataFrame]], metric: str) -> Any:
+    """The objective against each parameter (:func:`analysis.slices`), one panel per
+    parameter, points coloured by trial number (dark: early)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(slices)
+    cols = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.18)
+    for i, name in enumerate(names):
+        axis, points = slices[name]
+        r, c = i // cols + 1, i % cols + 1
+        fig.add_trace(go.Scattergl(
+            x=axis.values, y=points["objective"], mode="markers", name=name, showlegend=False,
+            marker={"color": points["trial_id"], "colorscale": "Viridis", "size": 6, "showscale": i == 0,
+                    "colorbar": {"title": "trial"}},
+            customdata=points["trial_id"],
+            hovertemplate=f"trial %{{customdata}}<br>{name} %{{x}}<br>{metric} %{{y:.5g}}<extra></extra>",
+        ), row=r, col=c)
+        fig.update_xaxes(row=r, col=c, **_axis_layout(axis))
+    fig.update_yaxes(title_text=metric, col=1)
+    fig.update_layout(title=f"Slices: {metric} against each parameter", height=300 * rows + 80)
+    return fig
+
+
+def contour_figure(found: analysis.Contour | None, metric: str) -> Any:
+    """The objective over two parameters (:func:`analysis.contour`) with the trials."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if found is None:
+        fig.update_layout(title="Contour: needs 3 completed trials and two varying parameters", height=380)
+        return fig
+    fig.add_trace(go.Contour(
+        x=found.x.values, y=found.y.values, z=found.z, colorscale="Viridis", colorbar={"title": metric},
+        hovertemplate=f"{found.x.name} %{{x}}<br>{found.y.name} %{{y}}<br>{metric} ≈ %{{z:.5g}}<extra></extra>",
+    ))
+    fig.add_trace(go.Scattergl(
+        x=found.points_x, y=found.points_y, mode="markers", name="trials", showlegend=False,
+        marker={"color": "white", "size": 6, "line": {"width": 1, "color": "black"}},
+        customdata=found.objective, hovertemplate=f"{metric} %{{customdata:.5g}}<extra>trial</extra>",
+    ))
+    fig.update_layout(title=f"Contour of {metric}: {found.x.name} × {found.y.name}", height=420,
+                      xaxis=_axis_layout(found.x), yaxis=_axis_layout(found.y))
+    return fig
+
+
+def edf_figure(distribution: pd.DataFrame, metric: str) -> Any:
+    """The empirical distribution of the objective (:func:`analysis.edf`)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(
+        x=distribution["objective"], y=distribution["fraction"], line_shape="hv", name="trials",
+        hovertemplate=f"%{{y:.0%}} of trials have {metric} ≤ %{{x:.5g}}<extra></extra>",
+    ))
+    fig.update_layout(title=f"Distribution of {metric} (EDF)", xaxis_title=metric,
+                      yaxis_title="fraction of completed trials", yaxis_tickformat=".0%", height=320)
+    return fig
+
+
+def parallel_figure(axes: list[analysis.Axis], objective: np.ndarray, metric: str, direction: str) -> Any:
+    """Parallel coordinates (:func:`analysis.parallel`): an axis per varying parameter with
+    its ticks (category names, powers of ten on log axes), the objective last, lines
+    coloured by objective with a colour bar (dark: better)."""
+    import plotly.graph_objects as go
+
+    dimensions = []
+    for a in axes:
+        ticks, texts = a.ticks()
+        dimensions.append({"label": a.name + (" (log)" if a.log else ""), "values": a.values,
+                           **({"tickvals": ticks, "ticktext": texts} if ticks else {})})
+    dimensions.append({"label": metric, "values": objective})
+    fig = go.Figure(go.Parcoords(
+        dimensions=dimensions,
+        line={"color": objective, "colorscale": "Viridis" if direction == "minimize" else "Viridis_r",
+              "showscale": True, "colorbar": {"title": metric}},
+    ))
+    fig.update_layout(title=f"Parameters and {metric}", height=380, margin={"l": 60, "r": 60})
     return fig

@@ -15,19 +15,28 @@ import logging
 import os
 from pathlib import Path
 
-from candle_lab import monitor
+from candle_lab import analysis, formatting, monitor
 from candle_lab.api import Experiment, open_experiment
 from candle_lab.figures import (
     best_so_far_figure,
+    contour_figure,
+    curves_figure,
+    edf_figure,
     gantt_figure,
+    importance_figure,
     lineage_figure,
+    parallel_figure,
     population_figure,
+    slice_figure,
     uncertainty_figure,
     utilization_figure,
 )
 from candle_lab.store.layout import REPORT_NAME
 
 log = logging.getLogger(__name__)
+
+CURVES_IN_REPORT = 10  # loss curves of the best trials
+TABLE_ROWS = 1000  # trials listed (a 100,000-trial table would make a page no browser opens)
 
 
 
@@ -36,42 +45,68 @@ def write_report(
     path: str | os.PathLike[str] | None = None,
     *,
     root: str | os.PathLike[str] | None = None,
+    plotly: str = "inline",
 ) -> Path:
     """Write the report of ``exp`` (an :class:`Experiment`, or an experiment id or folder
     looked up under ``root``) to ``path``, by default ``report.html`` in the experiment's
-    folder; returns the path written."""
+    folder; returns the path written. ``plotly``: "inline" embeds plotly.js (works offline),
+    "cdn" loads it from plotly's CDN, "shared" from one ``plotly.min.js`` beside the report's folder."""
     if not isinstance(exp, Experiment):
         exp = open_experiment(exp, root)
     out = Path(path) if path is not None else exp.path / REPORT_NAME
     spec = exp.spec
     trials = exp.trials
-    usage = monitor.utilization(trials, spec.compute.workers, spec.compute.gpus)
+    usage = monitor.utilization(trials, spec.compute.workers, spec.compute.gpus, cores_per_worker=spec.compute.cores)
     best = exp.best
-    progress = monitor.best_so_far(trials, spec.objective.direction)
-    running = monitor.running_over_time(trials)
+    progress = monitor.thinned(monitor.best_so_far(trials, spec.objective.direction), analysis.MAX_POINTS)
+    running = monitor.running_over_time(trials, points=analysis.MAX_POINTS)
 
-    figures = [
+    metric, direction = spec.objective.metric, spec.objective.direction
+    timeline = [
         gantt_figure(trials),
         utilization_figure(running, spec.compute.workers),
-        best_so_far_figure(progress, spec.objective.metric, spec.objective.direction),
+        best_so_far_figure(progress, metric, direction),
+    ]
+    span = monitor.elapsed(trials)
+    for fig in timeline:  # one time axis: seconds from the first trial queued
+        fig.update_xaxes(range=[0, span or 1])
+    top = monitor.top_trials(trials, CURVES_IN_REPORT, direction)
+    shown = [int(t) for t in top["trial_id"]]
+    states = dict(zip(shown, top["state"].astype(str), strict=True))
+    importance = analysis.importance(trials, direction)
+    pair = importance["parameter"].tolist()[:2]
+    figures = [
+        *timeline,
+        curves_figure(monitor.loss_curves(exp.metrics, metric, shown), metric, states, shown[0] if shown else None),
+        parallel_figure(*analysis.parallel(trials, direction), metric, direction),
+        importance_figure(importance),
+        edf_figure(analysis.edf(trials), metric),
+        slice_figure(analysis.slices(trials, direction), metric),
+        contour_figure(analysis.contour(trials, pair[0], pair[1], direction) if len(pair) == 2 else None, metric),
     ]
     if spec.search.algorithm == "pbt":
         curves, jumps = monitor.population_curves(trials, exp.metrics, spec.objective.metric)
         figures += [population_figure(curves, jumps, spec.objective.metric), lineage_figure(monitor.lineage(trials))]
-    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+    parts = [fig.to_html(full_html=False, include_plotlyjs=_plotly_js(plotly, i == 0, out))
+             for i, fig in enumerate(figures)]
     if spec.ensemble is not None:
         parts += _uncertainty_parts(exp)
     counts = monitor.state_counts(trials)
     summary = [
         ("experiment", f"{exp.id} · {spec.name}"),
         ("search", f"{spec.search.algorithm} (surrogate {spec.search.surrogate})"),
+        ("objective", f"{metric} ({direction})"),
         ("trials", ", ".join(f"{n} {s}" for s, n in counts.items() if n)),
         ("workers", str(spec.compute.workers)),
-        ("utilization", f"{usage.utilization:.1%} (idle {usage.idle_fraction:.1%})"),
-        ("best", f"{best.objective:.6g} (trial {best.trial_id}, {best.run_id}) {best.params}" if best else "none yet"),
+        ("utilization", f"{usage.utilization:.1%} (idle {usage.idle_fraction:.1%}: waiting for workers counts)"),
+        ("duration", formatting.duration(span)),
+        ("best", f"{metric} {'↓' if direction == 'minimize' else '↑'} {formatting.number(best.objective)} "
+                 f"(trial {best.trial_id}, {best.run_id}: {formatting.params(best.params)})" if best else "none yet"),
     ]
     if spec.compute.gpus:
         summary.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used, {usage.gpu_hours_idle:.2f} idle"))
+    else:
+        summary.append(("core-hours", f"{usage.core_hours_used:.2f} used, {usage.core_hours_idle:.2f} idle"))
     table_cols = [c for c in trials.columns if c.startswith("param.")] + ["objective", "state", "attempt", "worker"]
     table = trials.sort_values("objective", ascending=spec.objective.direction == "minimize", na_position="last")
     table = table[["trial_id", "run_id", *[c for c in table_cols if c in table.columns]]] if not trials.empty else table
@@ -82,8 +117,9 @@ def write_report(
             + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary)
             + "</table>",
             *parts,
-            "<h2>Trials (best first)</h2>",
-            table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.6g}", classes="trials"),
+            f"<h2>Trials (best first{f'; the best {TABLE_ROWS} of {len(trials)}' if len(trials) > TABLE_ROWS else ''})"
+            "</h2>",
+            table.head(TABLE_ROWS).to_html(index=False, na_rep="", float_format=formatting.number, classes="trials"),
         ]
     )
     style = (
@@ -111,3 +147,30 @@ def _uncertainty_parts(exp: Experiment) -> list[str]:
             + config.calibration.bins.to_html(index=False, float_format=lambda v: f"{v:.4g}", classes="calibration")
         )
     return parts
+
+
+PLOTLY_MODES = ("inline", "cdn", "shared")
+
+
+def _plotly_js(mode: str, first: bool, out: Path) -> bool | str:
+    """``include_plotlyjs`` of a figure of the report at ``out``: plotly.js goes with the
+    first figure only. "shared" writes ``plotly.min.js`` into the folder above ``out``'s
+    (the experiments folder for ``EXP/report.html``) unless it is there, and links it."""
+    if mode not in PLOTLY_MODES:
+        from candle_lab.errors import SpecError, did_you_mean, expected_got
+
+        hint = did_you_mean(mode, PLOTLY_MODES) if isinstance(mode, str) else ""
+        raise SpecError.one("plotly", expected_got("one of 'inline', 'cdn', 'shared'", mode) + hint, "report option")
+    if not first:
+        return False
+    if mode == "shared":
+        shared = out.resolve().parent.parent / "plotly.min.js"
+        if not shared.is_file():
+            from plotly.offline import get_plotlyjs
+
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            partial = shared.with_name(f".{shared.name}.{os.getpid()}")
+            partial.write_text(get_plotlyjs(), encoding="utf-8")
+            partial.replace(shared)  # whole or absent, even with reports written side by side
+        return Path(os.path.relpath(shared, out.resolve().parent)).as_posix()
+    return "cdn" if mode == "cdn" else True

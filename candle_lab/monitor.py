@@ -25,6 +25,7 @@ class Utilization:
     workers: int
     busy_seconds: float
     gpus_per_worker: int = 0
+    cores_per_worker: int = 1
 
     @property
     def capacity_seconds(self) -> float:
@@ -46,6 +47,30 @@ class Utilization:
     def gpu_hours_idle(self) -> float:
         return (self.capacity_seconds - self.busy_seconds) * self.gpus_per_worker / 3600
 
+    @property
+    def core_hours_used(self) -> float:
+        return self.busy_seconds * self.cores_per_worker / 3600
+
+    @property
+    def core_hours_idle(self) -> float:
+        return (self.capacity_seconds - self.busy_seconds) * self.cores_per_worker / 3600
+
+
+def origin(trials: pd.DataFrame) -> float:
+    """When work was first asked for: the earliest time a trial was queued or started. Every
+    time axis (Gantt, utilization, best so far) counts seconds from here, so they line up
+    and time spent waiting for workers shows as idle."""
+    if trials.empty:
+        return 0.0
+    times = [trials[c].min() for c in ("queued", "started") if c in trials and trials[c].notna().any()]
+    return float(min(times)) if times else 0.0
+
+
+def elapsed(trials: pd.DataFrame, now: float | None = None) -> float | None:
+    """Seconds from :func:`origin` to the last end (a running trial ends ``now``)."""
+    ran = _intervals(trials, now)
+    return None if ran.empty else float(ran["end"].max()) - origin(trials)
+
 
 def _intervals(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     """Rows that ran: start and end (a running trial ends ``now``)."""
@@ -60,8 +85,10 @@ def _intervals(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
 
 
 def lanes(trials: pd.DataFrame) -> pd.Series:
-    """The Gantt lane of each trial: its worker, and its GPU when it had one."""
-    lane = trials["worker"].fillna("?").astype(str)
+    """The Gantt lane of each trial: one stable, readable name per worker ("worker 0",
+    "job 1234 · GPU 0"), whatever the store holds: a bare dask worker name ("0") or a
+    worker's address ("tcp://10.0.0.5:39167", from older runs) reads as "worker …"."""
+    lane = trials["worker"].map(lane_name)
     if "gpu" in trials:
         gpu = trials["gpu"]
         has = gpu.notna() & (gpu.astype(str) != "")
@@ -69,15 +96,31 @@ def lanes(trials: pd.DataFrame) -> pd.Series:
     return lane
 
 
+def lane_name(worker: object) -> str:
+    """A worker as a Gantt lane: "worker 0" for dask's name 0, "worker 10.0.0.5:39167" for
+    an address, names that already say what they are ("job 1234", "worker 3") as they are."""
+    if worker is None or (isinstance(worker, float) and np.isnan(worker)) or worker == "":
+        return "?"
+    text = str(worker)
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    return f"worker {text}" if text[:1].isdigit() else text
+
+
 QUEUE_LANE = "queued"
-GANTT_COLUMNS = ["trial_id", "lane", "start", "end", "state", "shade", "objective"]
+GANTT_COLUMNS = ["trial_id", "lane", "start", "end", "state", "shade", "objective", "trials"]
 
 
-def gantt_rows(trials: pd.DataFrame, now: float | None = None, *, queued: bool = False) -> pd.DataFrame:
-    """One bar per trial: ``lane`` (worker), ``start``/``end`` (seconds from the first
-    start), ``state``, and ``shade`` 0/1 alternating along each lane so that neighbouring
-    trials are told apart. ``queued=True`` adds waiting trials on a lane of their own,
-    from when they were queued until now."""
+def gantt_rows(
+    trials: pd.DataFrame, now: float | None = None, *, queued: bool = False, limit: int | None = None
+) -> pd.DataFrame:
+    """One bar per trial: ``lane`` (worker), ``start``/``end`` (seconds from
+    :func:`origin`), ``state``, ``trials`` (1) and ``shade`` 0/1 alternating along each lane
+    so that neighbouring trials are told apart. ``queued=True`` adds waiting trials on a
+    lane of their own, from when they were queued until now. With more than ``limit``
+    bars, consecutive finished trials of a lane are drawn as one bar each (``trials``
+    says how many; failed if any of them failed; the best objective), so a chart of
+    100,000 trials stays light; running and queued trials always keep a bar of their own."""
     now = time.time() if now is None else now
     ran = _intervals(trials, now)
     waiting = pd.DataFrame(columns=GANTT_COLUMNS)
@@ -85,46 +128,75 @@ def gantt_rows(trials: pd.DataFrame, now: float | None = None, *, queued: bool =
         wait = trials[(trials["state"] == "queued") & trials["queued"].notna()]
         waiting = pd.DataFrame(
             {"trial_id": wait["trial_id"], "lane": QUEUE_LANE, "start": wait["queued"].astype(float), "end": now,
-             "state": "queued", "shade": 0, "objective": wait["objective"]}
+             "state": "queued", "shade": 0, "objective": wait["objective"], "trials": 1}
         )
     if ran.empty and waiting.empty:
         return pd.DataFrame(columns=GANTT_COLUMNS)
     if not ran.empty:
         ran = ran.sort_values(["lane", "start"])
+        ran["trials"] = 1
+        if limit is not None and len(ran) + len(waiting) > limit:
+            ran = _grouped_bars(ran, limit - len(waiting))
         ran["shade"] = ran.groupby("lane").cumcount() % 2
         ran = ran[GANTT_COLUMNS]
     out = pd.concat([f for f in (ran, waiting) if not f.empty], ignore_index=True)
-    t0 = float(out["start"].min())
+    t0 = origin(trials)
     out["start"] = out["start"].astype(float) - t0
     out["end"] = out["end"].astype(float) - t0
     out["shade"] = out["shade"].astype(int)
+    out["trials"] = out["trials"].astype(int)
     return out
+
+
+def _grouped_bars(ran: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """Finished bars (sorted by lane and start) grouped ``k`` at a time along each lane, ``k``
+    as small as keeps the total within ``limit``; running bars stay single."""
+    live = ran[ran["state"] == "running"]
+    done = ran[ran["state"] != "running"]
+    k = max(1, -(-len(done) // max(1, limit - len(live))))
+    group = (done.groupby("lane").cumcount() // k).to_numpy()
+    bars = done.assign(group=group, failed=(done["state"] == "failed").to_numpy()).groupby(
+        ["lane", "group"], sort=False
+    ).agg(
+        trial_id=("trial_id", "first"), start=("start", "min"), end=("end", "max"), state=("state", "first"),
+        objective=("objective", "min"), trials=("trial_id", "size"), failed=("failed", "any"),
+    ).reset_index()
+    bars.loc[bars["failed"], "state"] = "failed"
+    bars.loc[~bars["failed"] & (bars["trials"] > 1), "state"] = "completed"
+    return pd.concat([bars.drop(columns=["group", "failed"]), live], ignore_index=True).sort_values(["lane", "start"])
 
 
 def utilization(
     trials: pd.DataFrame, workers: int, gpus_per_worker: int = 0, *, now: float | None = None,
-    start: float | None = None, end: float | None = None,
+    start: float | None = None, end: float | None = None, cores_per_worker: int = 1,
 ) -> Utilization:
-    """Busy worker-seconds over the window (default: first start to last end)."""
+    """Busy worker-seconds over the window (default: from when the first trial was queued,
+    so waiting for workers counts as idle, to the last end)."""
     ran = _intervals(trials, now)
     if ran.empty:
-        return Utilization(0.0, 0.0, workers, 0.0, gpus_per_worker)
-    t0 = float(ran["start"].min()) if start is None else start
+        return Utilization(0.0, 0.0, workers, 0.0, gpus_per_worker, cores_per_worker)
+    t0 = origin(trials) if start is None else start
     t1 = float(ran["end"].max()) if end is None else end
     busy = (ran["end"].clip(upper=t1) - ran["start"].clip(lower=t0)).clip(lower=0).sum()
-    return Utilization(t0, t1, workers, float(busy), gpus_per_worker)
+    return Utilization(t0, t1, workers, float(busy), gpus_per_worker, cores_per_worker)
 
 
-def running_over_time(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
-    """Step series: ``time`` (seconds from first start) and ``running`` trials."""
+def running_over_time(trials: pd.DataFrame, now: float | None = None, points: int | None = None) -> pd.DataFrame:
+    """Step series: ``time`` (seconds from :func:`origin`) and ``running`` trials; with
+    ``points``, sampled at that many moments evenly spread (a light line at any size)."""
     ran = _intervals(trials, now)
     if ran.empty:
         return pd.DataFrame({"time": [], "running": []})
-    t0 = float(ran["start"].min())
+    t0 = origin(trials)
     times = np.concatenate([ran["start"].to_numpy(), ran["end"].to_numpy()]) - t0
     steps = np.concatenate([np.ones(len(ran)), -np.ones(len(ran))])
     order = np.lexsort((steps, times))
-    return pd.DataFrame({"time": times[order], "running": np.cumsum(steps[order])})
+    times, running = times[order], np.cumsum(steps[order])
+    if points is not None and len(times) > points:
+        at = np.linspace(0.0, float(times[-1]), points)
+        running = running[np.clip(np.searchsorted(times, at, side="right") - 1, 0, None)]
+        times = at
+    return pd.DataFrame({"time": times, "running": running})
 
 
 def best_so_far(trials: pd.DataFrame, direction: str = "minimize") -> pd.DataFrame:
@@ -138,8 +210,19 @@ def best_so_far(trials: pd.DataFrame, direction: str = "minimize") -> pd.DataFra
     out["round"] = pd.to_numeric(done["round"], errors="coerce") if "round" in done else float("nan")
     out["best"] = best.to_numpy()
     if not out.empty:
-        out["ended"] = out["ended"] - float(trials["started"].min())
+        out["ended"] = out["ended"] - origin(trials)
     return out.reset_index(drop=True)
+
+
+def thinned(progress: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most about ``limit`` rows of :func:`best_so_far`: every row where the best
+    improved, and an even sample of the others (the step line stays exact)."""
+    if len(progress) <= limit:
+        return progress
+    keep = progress["best"].ne(progress["best"].shift()).to_numpy().copy()
+    keep[np.linspace(0, len(progress) - 1, limit).round().astype(int)] = True
+    keep[-1] = True
+    return progress[keep].reset_index(drop=True)
 
 
 def top_trials(trials: pd.DataFrame, k: int, direction: str = "minimize") -> pd.DataFrame:

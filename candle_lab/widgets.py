@@ -16,11 +16,12 @@ import logging
 import math
 import pprint
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from candle_lab import figures, formatting
 from candle_lab.errors import CandleLabError, MissingDependency, expected_got
-from candle_lab.figures import curves_figure, gantt_figure, population_figure
 
 if TYPE_CHECKING:
     from candle_lab.api import Experiment
@@ -314,8 +315,7 @@ class ExperimentForm:
     def _show_problems(self) -> None:
         for name, prefixes in SECTIONS.items():
             self._problem_boxes[name].value = _problems_html(self.form.problems_for(*prefixes))
-        shown = {p for prefixes in SECTIONS.values() for p in prefixes}
-        other = [f"{f}: {m}" if f else m for f, m in self.form.problems if f.split(".")[0].split("[")[0] not in shown]
+        other = self.form.problems_outside(*(p for prefixes in SECTIONS.values() for p in prefixes))
         self.message.value = _problems_html(other) if other else ""
 
     def _act(self, action: Callable[[], Any]) -> None:
@@ -348,7 +348,9 @@ class ExperimentDashboard:
             import plotly.graph_objects as go
 
             self.gantt = go.FigureWidget()
+            self.best = go.FigureWidget()
             self.curves = go.FigureWidget()
+            self.analysis = {name: go.FigureWidget() for name in ANALYSIS}
         except (ImportError, ValueError) as exc:  # plotly 7's FigureWidget is an anywidget
             raise MissingDependency("anywidget", "notebook", f"the notebook dashboard ({exc})") from None
         from candle_lab.ui.state import ExperimentMonitor
@@ -363,7 +365,10 @@ class ExperimentDashboard:
         self.trial = W.Dropdown(description="Trial", options=[])
         stop_trial = W.Button(description="Stop trial", button_style="warning")
         stop_trial.on_click(lambda _: exp.stop_trial(int(self.trial.value)) if self.trial.value else None)
-        self.widget = W.VBox([self.summary, W.HBox([self.trial, stop_trial, stop]), self.gantt, self.curves])
+        analysis = W.Accordion(children=[W.VBox(list(self.analysis.values()))], titles=("Analysis",))
+        self.widget = W.VBox([self.summary, W.HBox([self.trial, stop_trial, stop]), self.gantt, self.best,
+                              self.curves, analysis])
+        self._analysed: tuple[int, float] = (-1, 0.0)  # (completed trials, when) of the last analysis drawn
         self._stopped = threading.Event()
         self.update()
         self._thread = threading.Thread(target=self._poll, name=f"candle-lab-dashboard-{exp.id}", daemon=True)
@@ -395,21 +400,43 @@ class ExperimentDashboard:
     def update(self) -> None:
         m = self.monitor
         status = m.status
-        if status is None:
+        if status is None or m.spec is None:
             return
         usage = m.usage()
-        best = "none yet" if status.best is None else f"{status.best:.6g}"
+        metric = m.spec.objective.metric
+        arrow = "↓" if m.direction == "minimize" else "↑"
+        phase = m.phase()
         self.summary.value = (
-            f"<b>{html.escape(status.id)}</b> · {html.escape(status.state)} · {status.trials} trials "
-            f"({status.completed} completed, {status.failed} failed, {status.running} running) · "
-            f"idle {usage.idle_fraction:.1%} · best <span class='best-objective'>{best}</span>"
+            f"<b>{html.escape(status.id)}</b> · {html.escape(status.state)}"
+            f"{' (' + html.escape(phase) + ')' if phase else ''} · {formatting.duration(status.duration)} · "
+            f"{status.trials} trials ({status.completed} completed, {status.failed} failed, {status.running} running)"
+            f" · idle {usage.idle_fraction:.1%} · best {html.escape(metric)} {arrow} "
+            f"<span class='best-objective'>{formatting.number(status.best)}</span>"
         )
         self.trial.options = [str(t) for t in m.running_trials()]
-        _replace(self.gantt, gantt_figure(m.trials))
+        _replace(self.gantt, figures.gantt_figure(m.trials))
+        _replace(self.best, figures.best_so_far_figure(m.best_curve(), metric, m.direction))
         if m.population_based:  # PBT: each member's whole life, with its exploit jumps
-            _replace(self.curves, population_figure(*m.population(), m.metric))
+            _replace(self.curves, figures.population_figure(*m.population(), m.metric))
         else:
-            _replace(self.curves, curves_figure(m.curves(), m.metric))
+            shown = m.shown_trials()
+            best = m.best_row()
+            _replace(self.curves, figures.curves_figure(m.curves(shown), m.metric, m.states_of(shown),
+                                                        None if best is None else int(best["trial_id"])))
+        done, last = self._analysed
+        if status.completed != done and (not status.driver_alive or time.monotonic() - last > ANALYSIS_SECONDS):
+            self._analysed = (status.completed, time.monotonic())
+            importance = m.importance()
+            pair = importance["parameter"].tolist()[:2]
+            drawn = {
+                "parallel": figures.parallel_figure(*m.parallel(), metric, m.direction),
+                "importance": figures.importance_figure(importance),
+                "edf": figures.edf_figure(m.edf(), metric),
+                "slices": figures.slice_figure(m.slices(), metric),
+                "contour": figures.contour_figure(m.contour(*pair) if len(pair) == 2 else None, metric),
+            }
+            for name, fig in drawn.items():
+                _replace(self.analysis[name], fig)
 
 
 def dashboard(exp: Experiment, interval: float = 1.0) -> ExperimentDashboard:
@@ -420,6 +447,10 @@ def dashboard(exp: Experiment, interval: float = 1.0) -> ExperimentDashboard:
         board            # shows it; board.close() stops the refreshing
     """
     return ExperimentDashboard(exp, interval=interval)
+
+
+ANALYSIS = ("parallel", "importance", "edf", "slices", "contour")
+ANALYSIS_SECONDS = 5.0  # the analysis figures are drawn again at most this often while a search runs
 
 
 def _replace(widget: Any, figure: Any) -> None:

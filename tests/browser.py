@@ -100,6 +100,22 @@ def bokeh_source_length(page: Any, name: str) -> int:
     )
 
 
+def bokeh_source_column(page: Any, name: str, column: str) -> list[Any]:
+    """One column of a named ColumnDataSource in the page's Bokeh document."""
+    return list(
+        page.evaluate(
+            """([name, column]) => {
+                for (const doc of (window.Bokeh ? Bokeh.documents : [])) {
+                    const src = doc.get_model_by_name(name);
+                    if (src && src.data[column] !== undefined) { return Array.from(src.data[column]); }
+                }
+                return [];
+            }""",
+            [name, column],
+        )
+    )
+
+
 @contextmanager
 def jupyterlab_server(folder: Path, experiments: Path) -> Iterator[tuple[str, str]]:
     """JupyterLab with candle_lab's extension, serving ``folder``; yields (URL, token).

@@ -119,11 +119,11 @@ def test_invalid_compute_request_is_flagged_before_submit(page: Any, tmp_path: P
         _open(page, url)
         page.get_by_label("Site profile", exact=True).select_option("lab")
         _fill(page, "GPUs per worker", "3")
-        message = "compute.gpus: a 'gpu' node has 2 any GPUs, asked for 3 per worker"
-        page.get_by_text(message).first.wait_for(timeout=10_000)
+        message = "compute.gpus: a 'gpu' node has 2 GPUs, asked for 3 per worker"  # no GPU type was chosen
+        page.get_by_text(message).wait_for(timeout=10_000)  # once: under the compute section only
+        assert page.get_by_text(message).count() == 1
         page.screenshot(path=SHOTS / "form-compute-error.png", full_page=True)
-        page.get_by_role("button", name="Submit experiment").click()
-        page.get_by_text("not submitted: fix the problems shown").wait_for(timeout=10_000)
+        _wait(lambda: page.get_by_role("button", name="Submit experiment").is_disabled(), 10, "Submit disabled")
         assert not root.exists() or not any(root.iterdir())  # nothing was created
 
 
@@ -172,3 +172,71 @@ def test_exposed_dashboard_asks_for_the_password(page: Any, tmp_path: Path) -> N
                 codes.append(exc.code)
                 retry_after = exc.headers.get("Retry-After")
         assert codes == [200] * 5 + [429] * 2 and retry_after is not None and int(retry_after) >= 1
+
+
+def _cell(page: Any, table: str, row: int, field: str) -> Any:
+    """A Tabulator cell: ``row`` from 0 among the rows drawn, ``field`` its column."""
+    return page.locator(f"{table} .tabulator-row").nth(row).locator(f'.tabulator-cell[tabulator-field="{field}"]')
+
+
+def _column(page: Any, table: str, field: str) -> list[str]:
+    return page.locator(f'{table} .tabulator-row .tabulator-cell[tabulator-field="{field}"]').all_inner_texts()
+
+
+def test_gallery_model_shows_its_default_values_as_text(page: Any, tmp_path: Path) -> None:
+    with dashboard_server(tmp_path / "experiments") as (url, _):
+        _open(page, url)  # starts on digits_sklearn: no default model file, an empty table
+        page.get_by_label("Gallery model", exact=True).select_option("digits_mlp")
+        page.get_by_role("button", name="Load model").click()
+        page.get_by_text("loaded gallery model digits_mlp").wait_for(timeout=10_000)
+        table = ".default-model-values"
+        _wait(lambda: "activation" in _column(page, table, "parameter"), 10, "the default model values")
+        shown: dict[str, str] = {}
+        for _ in range(2):  # the rows drawn, then the rest (Tabulator draws only what is in view)
+            shown |= dict(zip(_column(page, table, "parameter"), _column(page, table, "value"), strict=True))
+            page.locator(f"{table} .tabulator-tableholder").evaluate("e => { e.scrollTop = e.scrollHeight; }")
+            page.wait_for_timeout(300)
+        page.screenshot(path=SHOTS / "form-default-values.png", full_page=True)
+        assert {"model_name", "dense", "activation", "optimizer", "epochs", "timeout"} <= set(shown), shown
+        assert shown["activation"] == "relu" and shown["optimizer"] == "rmsprop" and shown["dense"] == "[512, 512]"
+        assert shown["loss"] == "categorical_crossentropy" and shown["epochs"] == "5"
+        assert "NaN" not in page.locator(table).inner_text()
+
+
+def test_invalid_form_disables_submit_and_lists_every_problem(page: Any, tmp_path: Path) -> None:
+    root = tmp_path / "experiments"
+    with dashboard_server(root) as (url, _):
+        _open(page, url)
+        submit = page.get_by_role("button", name="Submit experiment")
+        _wait(submit.is_enabled, 10, "Submit enabled for the gallery model")
+        space = ".space-table"
+        assert _column(page, space, "row")[:2] == ["1", "2"]  # the rows are numbered as messages number them
+        _cell(page, space, 0, "low").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("abc")
+        page.keyboard.press("Enter")
+        _fill(page, "Max time (e.g. 2h)", "soon")
+
+        cell_problem = 'space row 1 (units), low: "abc" is not a number'
+        time_problem = "budget.max_time: expected a duration like 3600, '30m', '2h' or '01:30:00', got 'soon'"
+        for message in (cell_problem, time_problem):  # both at once, each once
+            page.get_by_text(message).wait_for(timeout=10_000)
+            assert page.get_by_text(message).count() == 1
+        page.get_by_text("2 problems to fix before submitting").wait_for(timeout=10_000)
+        assert submit.is_disabled()
+        assert _cell(page, space, 0, "low").inner_text() == "abc"  # the rejected text stays where it was typed
+        assert "background-color" in (_cell(page, space, 0, "low").get_attribute("style") or "")
+        assert page.locator(".invalid").count() == 1  # the Max time box has the red border
+        page.screenshot(path=SHOTS / "form-two-problems.png", full_page=True)
+
+        _cell(page, space, 0, "low").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("8")
+        page.keyboard.press("Enter")
+        page.get_by_text(cell_problem).wait_for(state="detached", timeout=10_000)
+        assert submit.is_disabled()  # one problem left
+        _fill(page, "Max time (e.g. 2h)", "2h")
+        _wait(submit.is_enabled, 10, "Submit enabled once every problem is fixed")
+        assert page.get_by_text(time_problem).count() == 0 and page.locator(".invalid").count() == 0
+        assert "background-color" not in (_cell(page, space, 0, "low").get_attribute("style") or "")
+        assert not root.exists() or not any(root.iterdir())  # nothing was submitted

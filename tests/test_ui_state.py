@@ -70,9 +70,9 @@ def test_space_table_cells_become_parameters() -> None:
 @pytest.mark.parametrize(
     ("row", "field", "words"),
     [
-        ({"name": "lr", "type": "real", "low": None, "high": 1.0}, "space.parameters[0] (lr).low", "expected a number"),
-        ({"name": "lr", "type": "real", "low": "abc", "high": 1.0}, "space.parameters[0] (lr).low", "'abc'"),
-        ({"name": "lr", "type": "gaussian", "low": 0, "high": 1}, "space.parameters[0] (lr).type", "'gaussian'"),
+        ({"name": "lr", "type": "real", "low": None, "high": 1.0}, "space row 1 (lr), low", "expected a number"),
+        ({"name": "lr", "type": "real", "low": "abc", "high": 1.0}, "space row 1 (lr), low", '"abc" is not a number'),
+        ({"name": "lr", "type": "gaussian", "low": 0, "high": 1}, "space row 1 (lr), type", '"gaussian" is not a'),
     ],
 )
 def test_bad_space_cells_are_named(row: dict, field: str, words: str) -> None:
@@ -101,8 +101,13 @@ def test_invalid_compute_is_flagged_with_the_core_message() -> None:
     assert form.check() is None
     with pytest.raises(SpecError) as core:
         resolve(ComputeSpec(profile="lab", gpus=3, workers=2))
-    assert form.problems == core.value.problems
+    assert [f for f, _ in form.problems] == [f for f, _ in core.value.problems] == ["compute.gpus"]
+    # the core counts the partition's first GPU type; the researcher chose none, so none is named
+    assert form.problems_for("compute") == ["compute.gpus: a 'gpu' node has 2 GPUs, asked for 3 per worker"]
+    form.gpu_type = "any"  # chosen: then the message may name it
+    assert form.check() is None
     assert form.problems_for("compute") == ["compute.gpus: a 'gpu' node has 2 any GPUs, asked for 3 per worker"]
+    form.gpu_type = ""
     form.gpus = 1
     assert form.check() is not None and form.problems == []
 
@@ -147,6 +152,120 @@ def test_bad_spec_file_is_reported_not_raised(tmp_path: Path) -> None:
     form = SpecForm()
     with pytest.raises(SpecError, match=r"search\.algorithm"):
         form.load_file(bad)
+
+
+def _edited(form: SpecForm, **cells: tuple[str, str]) -> None:
+    """Type into the space table: ``learning_rate=("low", "abc")``."""
+    rows = form.space.copy()
+    for name, (column, text) in cells.items():
+        rows.loc[rows["name"] == name, column] = text
+    form.space = rows
+
+
+def test_form_lists_every_problem_at_once() -> None:
+    form = SpecForm()
+    form.load_gallery("digits_mlp")
+    _edited(form, learning_rate=("low", "abc"), dropout=("high", ""), optimizer=("type", "gaussian"))
+    form.param.update(max_time="soon", profile="lab", gpus=3)
+    assert form.check() is None
+    assert form.problems == [
+        ("space row 3 (dropout), high", "expected a number, got nothing"),
+        ("space row 4 (optimizer), type",
+         '"gaussian" is not a parameter type; expected one of real, integer, categorical, ordered, constant'),
+        ("space row 5 (learning_rate), low", '"abc" is not a number'),
+        ("budget.max_time", "expected a duration like 3600, '30m', '2h' or '01:30:00', got 'soon'"),
+        ("compute.gpus", "a 'gpu' node has 2 GPUs, asked for 3 per worker"),
+    ]
+    assert form.bad_cells == [(2, "high"), (3, "type"), (4, "low")]  # table rows from 0, as the frame holds them
+    assert form.bad_params() == {"max_time", "gpus"}
+    with pytest.raises(SpecError) as err:  # build names the same spec problems (the compute check is check's)
+        form.build()
+    assert err.value.problems == form.problems[:-1]
+    _edited(form, learning_rate=("low", "1e-4"), dropout=("high", "0.5"), optimizer=("type", "categorical"))
+    form.param.update(max_time="2h", gpus=1)
+    assert form.check() is not None and form.problems == [] and form.bad_cells == [] and form.bad_params() == set()
+
+
+def test_rejected_text_is_quoted_and_rows_are_numbered_as_the_table_shows_them() -> None:
+    form = SpecForm()
+    form.load_gallery("digits_sklearn")
+    rows = pd.DataFrame(
+        [
+            {"name": "", "type": "real"},  # a blank row: skipped, but still row 1 of the table
+            {"name": "learning_rate", "type": "real", "low": "abc", "high": "0.1"},
+            {"name": "units", "type": "integer", "low": "64", "high": "8"},
+            {"name": "alpha", "type": "real", "low": "0.5", "high": "[1, 2]"},
+        ]
+    )
+    form.space = rows
+    assert form.check() is None
+    assert form.problems_for("space") == [
+        'space row 2 (learning_rate), low: "abc" is not a number',
+        'space row 4 (alpha), high: "[1, 2]" is not a number',
+        "space row 3 (units): low must be less than high, got low=64, high=8",  # the core's check, same numbering
+    ]
+    assert form.bad_cells == [(1, "low"), (3, "high"), (2, None)]
+    assert form.space.loc[1, "low"] == "abc"  # the typed text is kept, not blanked
+    shown = parameters_to_rows(load_spec(gallery_models()["digits_mlp"].spec_file).space.parameters)
+    assert shown.set_index("name").loc["learning_rate", ["low", "high"]].tolist() == ["0.0001", "0.05"]
+    assert {str(t) for t in shown.dtypes[["name", "low", "high", "choices", "value"]]} == {"object"}
+
+
+def test_each_problem_is_reported_once_under_one_section(tmp_path: Path) -> None:
+    form = SpecForm()
+    form.load_gallery("digits_mlp")
+    form.default_model = str(tmp_path / "missing.txt")  # read when set, reported by every later check too
+    _edited(form, learning_rate=("high", "x"))
+    form.param.update(profile="lab", gpus=3, max_time="soon")
+    for _ in range(2):
+        assert form.check() is None
+    fields = [f for f, _ in form.problems]
+    assert len(fields) == len(set(form.problems)) == 4, form.problems
+    assert fields[:2] == ["space row 5 (learning_rate), high", "model.default_model"]
+    sections = [("model",), ("space",), ("search", "budget", "objective", "trial", "name"), ("compute",)]
+    shown = [line for prefixes in sections for line in form.problems_for(*prefixes)]
+    assert sorted(shown) == sorted(form.problems_for()) and len(shown) == 4  # each under exactly one section
+    assert form.problems_outside(*(p for prefixes in sections for p in prefixes)) == []
+
+
+def test_default_values_are_text_even_from_an_empty_start() -> None:
+    from bokeh.document import Document
+
+    from candle_lab.ui.app import FormView
+
+    form = SpecForm()
+    form.load_gallery("digits_sklearn")  # no default model file: an empty table
+    assert list(form.defaults.dtypes.astype(str)) == ["object", "object"]
+    view = FormView(form)
+    root = view.defaults.get_root(Document())
+    assert [type(c.formatter).__name__ for c in root.columns] == ["StringFormatter", "StringFormatter"]
+    form.load_gallery("digits_mlp")
+    values = view.defaults.value.set_index("parameter")["value"]
+    assert values["activation"] == "relu" and values["dense"] == "[512, 512]" and values["epochs"] == "5"
+    assert [type(c.formatter).__name__ for c in root.columns] == ["StringFormatter", "StringFormatter"]
+    space = view.space.get_root(Document())
+    text = {c.field: type(c.formatter).__name__ for c in space.columns}
+    assert all(text[c] == "StringFormatter" for c in ("name", "type", "low", "high", "choices", "value"))
+
+
+def test_submit_is_disabled_while_the_form_is_invalid() -> None:
+    from candle_lab.ui.app import FormView
+
+    form = SpecForm()
+    form.load_gallery("digits_mlp")
+    view = FormView(form)
+    assert not view.submit.disabled and view.summary.object == ""
+    _edited(form, learning_rate=("low", "abc"))
+    form.max_time = "soon"
+    assert view.submit.disabled
+    assert "2 problems to fix" in view.summary.object
+    assert view.fields["max_time"].css_classes == ["invalid"] and view.fields["metric"].css_classes == []
+    styles = view._cell_styles(view.space.value).reset_index(drop=True)
+    assert [(r, c) for (r, c), style in styles.stack().items() if style] == [(4, "low")]
+    assert not view.all_problems.visible  # both show with their sections only
+    _edited(form, learning_rate=("low", "0.0001"))
+    form.max_time = "2h"
+    assert not view.submit.disabled and view.fields["max_time"].css_classes == []
 
 
 def test_monitor_polls_the_store_and_reads_only_what_changed(client, root: Path) -> None:
@@ -197,20 +316,35 @@ def test_monitor_sees_a_running_experiment_grow_and_stops_a_trial(root: Path) ->
     monitor.close()
 
 
-def test_browser_lists_experiments_and_compares_two(client, root: Path) -> None:
-    for seed in (1, 2):
+def test_browser_lists_experiments_and_compares_several_on_one_chart(client, root: Path) -> None:
+    from candle_lab.ui.app import BrowserView
+
+    for seed in (1, 2, 3):
         api.run(model_spec("curve", budget={"max_trials": 2}, search={"seed": seed}), root=root, client=client)
     browser = ExperimentBrowser(root=str(root))
     browser.refresh()
-    assert list(browser.table["id"]) == ["EXP001", "EXP000"]  # newest first
-    assert list(browser.table["completed"]) == [2, 2]
-    pair = browser.compare(["EXP000", "EXP001"])
-    assert set(pair) == {"EXP000", "EXP001"} and all(len(m.best_curve()) == 2 for m in pair.values())
+    assert list(browser.table["id"]) == ["EXP002", "EXP001", "EXP000"]  # newest first
+    assert list(browser.table["completed"]) == [2, 2, 2]
+    assert list(browser.table["algorithm"]) == ["random"] * 3
+    best = api.open_experiment("EXP000", root).best
+    assert best is not None and browser.table["best"].iloc[-1] == f"objective ↓ {best.objective:.5g}"
+    assert browser.table["duration"].iloc[-1].endswith(" s")
 
+    view = BrowserView(browser, on_open=lambda _: None)
+    browser.selected = ["EXP000", "EXP001", "EXP002"]
+    view._compare()
+    chart, summaries = view.comparison.objects
+    lines = [r for r in chart.object.renderers if r.data_source.name and r.data_source.name.startswith("compare-")]
+    assert len(lines) == 3 and all(len(r.data_source.data["best"]) == 2 for r in lines)
+    assert len(summaries.objects) == 3
+    report = view._report().read().decode()
+    assert "<h1>candle_lab report: EXP000</h1>" in report and view.report.filename == "EXP000-report.html"
 
 
 def test_charts_draw_what_the_monitor_reads() -> None:
-    from candle_lab.ui.charts import GanttChart, ParallelChart
+    from candle_lab import analysis, figures
+    from candle_lab.monitor import gantt_rows
+    from candle_lab.ui.charts import GanttChart
 
     trials = pd.DataFrame(
         {
@@ -219,27 +353,28 @@ def test_charts_draw_what_the_monitor_reads() -> None:
             "objective": [0.5, 0.2, None, 0.9],
             "param.lr": [1e-4, 1e-3, 1e-2, 1e-1],
             "param.act": ["relu", "tanh", "relu", "elu"],
-            "worker": ["w1", "w1", "w2", "w1"],
+            "param.epochs": [5, 5, 5, 5],
+            "worker": ["0", "0", "1", "0"],
             "gpu": [None] * 4,
             "started": [0.0, 10.0, 0.0, 20.0],
             "ended": [10.0, 20.0, 5.0, 30.0],
         }
     )
-    parallel = ParallelChart()
-    parallel.update(trials, "minimize")
-    data = parallel.source.data
-    assert len(data["x0"]) == 3 * 2  # 3 completed trials, 2 gaps between lr | act | objective
-    assert list(data["objective"][:2]) == [0.5, 0.5] and list(data["y0"][:2]) == [0.0, 0.5]  # lr on a log axis
-    assert list(parallel.labels.data["text"]) == ["lr", "act", "objective"]
-
-    from candle_lab.monitor import gantt_rows
+    fig = figures.parallel_figure(*analysis.parallel(trials), "loss", "minimize")
+    dims = fig.data[0].dimensions
+    assert [d.label for d in dims] == ["lr (log)", "act", "loss"]  # the constant epochs is hidden
+    assert list(dims[0].values) == [-3.0, -4.0, -1.0]  # best first; log10 of the learning rates
+    assert list(dims[0].ticktext) == ["0.0001", "0.001", "0.01", "0.1"]
+    assert list(dims[1].ticktext) == ["elu", "relu", "tanh"] and list(dims[1].values) == [2.0, 1.0, 0.0]
+    assert list(dims[2].values) == [0.2, 0.5, 0.9] and fig.data[0].line.showscale
 
     gantt = GanttChart()
     gantt.update(gantt_rows(trials, now=40.0))
     bars = gantt.source.data
     assert len(bars["trial_id"]) == 4
-    on_w1 = [c for c, lane in zip(bars["colour"], bars["lane"], strict=True) if lane == "w1"]
-    assert on_w1[0] != on_w1[1] and on_w1[0] == on_w1[2]  # neighbours in contrasting shades
+    assert set(bars["lane"]) == {"worker 0", "worker 1"}
+    on_w0 = [c for c, lane in zip(bars["colour"], bars["lane"], strict=True) if lane == "worker 0"]
+    assert on_w0[0] != on_w0[1] and on_w0[0] == on_w0[2]  # neighbours in contrasting shades
 
 
 def test_loss_curves_show_every_epoch_even_the_first() -> None:

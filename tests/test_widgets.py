@@ -42,8 +42,7 @@ def test_edits_reach_the_spec_and_errors_show_inline() -> None:
 
     low = _row(form, "units")[2]
     low.value = "abc"
-    assert "space.parameters[0] (units).low: expected a number, got &#x27;abc&#x27;" in \
-        form._problem_boxes["Search space"].value
+    assert 'space row 1 (units), low: &quot;abc&quot; is not a number' in form._problem_boxes["Search space"].value
     low.value = "8"
     assert form._problem_boxes["Search space"].value == ""
     assert form.spec.space.parameters[0].low == 8

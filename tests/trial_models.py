@@ -261,3 +261,18 @@ def uq_keras(params: dict[str, Any]) -> Any:
     history = model.fit(x[:240], y[:240], validation_data=(x[240:], y[240:]), epochs=5, batch_size=32, verbose=0)
     uq.report_predictions(y[240:], uq.predict(model, x[240:]))
     return history
+
+
+def three_metrics(params: dict[str, Any]) -> dict[str, float]:
+    """Reports accuracy, loss and val_loss each epoch (the objective is val_loss, which sorts
+    last: a dashboard that falls back to the first metric shows the wrong one)."""
+    x, lr = float(params["x"]), float(params["lr"])
+    penalty = {"relu": 0.0, "tanh": 0.2, "elu": 0.4}[str(params["act"])]
+    loss = val = 1.0
+    for epoch in range(1, int(params.get("epochs", 3)) + 1):
+        time.sleep(float(params.get("epoch_seconds", 0.05)))
+        loss = (x - 0.3) ** 2 + penalty + abs(math.log10(lr) + 3) / 10 + 1.0 / epoch
+        val = loss + 0.05
+        if candle_lab.report(epoch, accuracy=1.0 - loss / 3, loss=loss, val_loss=val):
+            break
+    return {"accuracy": 1.0 - loss / 3, "loss": loss, "val_loss": val}

@@ -9,37 +9,60 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import panel as pn
 import param
+from bokeh.models.widgets.tables import StringEditor, StringFormatter
 
+from candle_lab import figures, formatting
 from candle_lab.errors import CandleLabError
 from candle_lab.ui.charts import (
     BestChart,
+    CompareChart,
     CurvesChart,
     GanttChart,
     LineageChart,
-    ParallelChart,
     PopulationChart,
     UtilizationChart,
+    state_legend_html,
 )
-from candle_lab.ui.forms import EXPORT_FORMATS, SPACE_COLUMNS, SpecForm
+from candle_lab.ui.forms import EXPORT_FORMATS, PARAM_TYPES, SPACE_COLUMNS, TEXT_COLUMNS, SpecForm, space_table
 from candle_lab.ui.state import ExperimentBrowser, ExperimentMonitor
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 500
+ANALYSIS_SECONDS = 5.0  # analysis charts are drawn again at most this often while a search runs
 BROWSER_POLL_MS = 5000
 W = pn.widgets
 
 
-def _problems_pane(form: SpecForm, *prefixes: str) -> pn.pane.Alert:
-    """Messages of the form's problems under some sections, shown next to those fields."""
-    alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+INVALID_CSS = (  # a widget whose value has a problem: red border (its class is set by FormView)
+    ":host(.invalid) .bk-input, :host(.invalid) .bk-btn-group {"
+    " border: 2px solid #d32f2f; box-shadow: 0 0 0 1px #d32f2f; }"
+)
+BAD_CELL = "background-color: #fde0e0; color: #b00020; font-weight: bold; outline: 2px solid #d32f2f"
+BAD_ROW = "background-color: #fdecec"
+SECTIONS = {  # FormView section -> the spec fields whose problems it shows
+    "model": ("model",),
+    "space": ("space",),
+    "search": ("search", "budget", "objective", "trial", "name", "description"),
+    "compute": ("compute",),
+}
+
+
+def _problems_pane(form: SpecForm, *prefixes: str, outside: bool = False) -> pn.pane.Alert:
+    """Messages of the form's problems under some sections, shown next to those fields
+    (``outside``: the problems under none of them)."""
+    alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
+                          css_classes=["form-problems"])
 
     def show(*_: Any) -> None:
-        lines = form.problems_for(*prefixes)
+        lines = form.problems_outside(*prefixes) if outside else form.problems_for(*prefixes)
         alert.object = "\n".join(f"- {html.escape(line)}" for line in lines)
         alert.visible = bool(lines)
 
@@ -50,12 +73,19 @@ def _problems_pane(form: SpecForm, *prefixes: str) -> pn.pane.Alert:
 
 # ----------------------------------------------------------------------------- form
 class FormView:
-    """Model, search space, search and compute job; submit starts a detached driver."""
+    """Model, search space, search and compute job; submit starts a detached driver.
+
+    Each problem shows once, under its section; its widget gets a red border, its space
+    table cell a red background; Submit stays disabled while there is any."""
 
     def __init__(self, form: SpecForm, on_submit: Any = None) -> None:
         self.form = form
         self.on_submit = on_submit
+        self.fields: dict[str, Any] = {}  # form parameter -> its widget
+        self._styled: list[Any] = []  # the bad cells the space table was last coloured for
         f = form.param
+        field = self._field
+        text = StringFormatter()  # plain text cells, whatever the dtype when a table was first drawn
         gallery = W.Select.from_param(f.gallery, name="Gallery model")
         load_gallery = W.Button(name="Load model", button_type="primary")
         load_gallery.on_click(lambda _: self._act(lambda: form.load_gallery(form.gallery)) if form.gallery else None)
@@ -66,33 +96,39 @@ class FormView:
         save_file.on_click(lambda _: self._act(lambda: form.save(self.spec_path.value or "")))
 
         self.defaults = W.Tabulator(
-            form.defaults, show_index=False, height=220, sizing_mode="stretch_width", editors={"parameter": None},
-            name="Default model values",
+            form.defaults, show_index=False, height=220, sizing_mode="stretch_width",
+            formatters={"parameter": text, "value": text}, editors={"parameter": None, "value": StringEditor()},
+            name="Default model values", css_classes=["default-model-values"],
         )
         self.defaults.on_edit(lambda _: setattr(form, "defaults", self.defaults.value.copy()))
         form.param.watch(lambda e: setattr(self.defaults, "value", e.new), "defaults")
         model = pn.Card(
             pn.Row(gallery, load_gallery),
-            W.RadioButtonGroup.from_param(f.model_kind, name="Model kind"),
-            W.TextInput.from_param(f.model_ref, name="Reference (module:function or benchmark module)"),
-            W.TextInput.from_param(f.model_path, name="Folder of the model"),
-            W.TextInput.from_param(f.default_model, name="Default model file (CANDLE)"),
-            W.TextInput.from_param(f.model_command, name="Command (script models)"),
-            W.TextInput.from_param(f.result_file, name="Result file (script models)"),
+            field(W.RadioButtonGroup, "model_kind", "Model kind"),
+            field(W.TextInput, "model_ref", "Reference (module:function or benchmark module)"),
+            field(W.TextInput, "model_path", "Folder of the model"),
+            field(W.TextInput, "default_model", "Default model file (CANDLE)"),
+            field(W.TextInput, "model_command", "Command (script models)"),
+            field(W.TextInput, "result_file", "Result file (script models)"),
             pn.pane.Markdown("**Default model values** (edit a value to fix it for every trial)"),
             self.defaults,
-            _problems_pane(form, "model"),
+            _problems_pane(form, *SECTIONS["model"]),
             title="1 · Model", sizing_mode="stretch_width",
         )
 
+        typed = [c for c in TEXT_COLUMNS if c != "type"]
+        tick = {"type": "tickCross"}
         self.space = W.Tabulator(
-            form.space, show_index=False, height=260, sizing_mode="stretch_width", selectable="checkbox",
-            editors={"type": {"type": "list", "values": ["real", "integer", "categorical", "ordered", "constant"]},
-                     "log": {"type": "tickCross"}, "mutable": {"type": "tickCross"}},
-            name="Parameters",
+            self._numbered(form.space), show_index=True, height=260, sizing_mode="stretch_width",
+            selectable="checkbox",
+            formatters={**{c: text for c in TEXT_COLUMNS}, "log": tick, "mutable": tick},
+            editors={**{c: StringEditor() for c in typed},
+                     "type": {"type": "list", "values": PARAM_TYPES}, "log": tick, "mutable": tick},
+            name="Parameters", css_classes=["space-table"],
         )
-        self.space.on_edit(lambda _: setattr(form, "space", self.space.value.copy()))
-        form.param.watch(lambda e: setattr(self.space, "value", e.new), "space")
+        self.space.style.apply(self._cell_styles, axis=None)
+        self.space.on_edit(lambda _: setattr(form, "space", self.space.value.reset_index(drop=True)))
+        form.param.watch(lambda e: setattr(self.space, "value", self._numbered(e.new)), "space")
         add = W.Button(name="Add parameter")
         remove = W.Button(name="Remove selected")
         add.on_click(lambda _: self._add_row())
@@ -111,49 +147,49 @@ class FormView:
             pn.Row(add, remove),
             pn.Row(self.space_path, self.space_format, import_space),
             pn.Row(self.export_format, download),
-            _problems_pane(form, "space"),
+            _problems_pane(form, *SECTIONS["space"]),
             title="2 · Search space", sizing_mode="stretch_width",
         )
 
         search = pn.Card(
-            pn.Row(W.TextInput.from_param(f.exp_name, name="Experiment name"),
-                   W.Select.from_param(f.algorithm, name="Algorithm")),
-            pn.Row(W.Select.from_param(f.surrogate, name="Surrogate"),
-                   W.Select.from_param(f.acquisition, name="Acquisition")),
-            pn.Row(W.IntInput.from_param(f.initial_points, name="Initial points"),
-                   W.IntInput.from_param(f.batch_size, name="Batch size (batch-bo; 0 = workers)")),
-            pn.Row(W.IntInput.from_param(f.population, name="Population (GA, PBT)"),
-                   W.IntInput.from_param(f.generations, name="Generations (GA, optional)"),
-                   W.IntInput.from_param(f.tournament_size, name="Tournament size (GA)")),
-            pn.Row(W.FloatInput.from_param(f.mutation_rate, name="Mutation rate (GA)"),
-                   W.FloatInput.from_param(f.crossover_rate, name="Crossover rate (GA)"),
-                   W.Checkbox.from_param(f.generational, name="Generational (GA: CANDLE's barrier)")),
-            pn.Row(W.IntInput.from_param(f.interval_epochs, name="Interval epochs (PBT)"),
-                   W.IntInput.from_param(f.intervals, name="Intervals per member (PBT, optional)"),
-                   W.FloatInput.from_param(f.truncation, name="Truncation (PBT)"),
-                   W.FloatInput.from_param(f.resample_probability, name="Resample probability (PBT)")),
-            pn.Row(W.IntInput.from_param(f.max_trials, name="Max trials"),
-                   W.TextInput.from_param(f.max_time, name="Max time (e.g. 2h)")),
-            pn.Row(W.TextInput.from_param(f.metric, name="Metric"),
-                   W.Select.from_param(f.direction, name="Direction"),
-                   W.FloatInput.from_param(f.target, name="Target (optional)")),
-            pn.Row(W.IntInput.from_param(f.retries, name="Retries per trial"),
-                   W.TextInput.from_param(f.timeout, name="Trial timeout (e.g. 30m)"),
-                   W.IntInput.from_param(f.seed, name="Seed (optional)")),
-            _problems_pane(form, "search", "budget", "objective", "trial", "name"),
+            pn.Row(field(W.TextInput, "exp_name", "Experiment name"),
+                   field(W.Select, "algorithm", "Algorithm")),
+            pn.Row(field(W.Select, "surrogate", "Surrogate"),
+                   field(W.Select, "acquisition", "Acquisition")),
+            pn.Row(field(W.IntInput, "initial_points", "Initial points"),
+                   field(W.IntInput, "batch_size", "Batch size (batch-bo; 0 = workers)")),
+            pn.Row(field(W.IntInput, "population", "Population (GA, PBT)"),
+                   field(W.IntInput, "generations", "Generations (GA, optional)"),
+                   field(W.IntInput, "tournament_size", "Tournament size (GA)")),
+            pn.Row(field(W.FloatInput, "mutation_rate", "Mutation rate (GA)"),
+                   field(W.FloatInput, "crossover_rate", "Crossover rate (GA)"),
+                   field(W.Checkbox, "generational", "Generational (GA: CANDLE's barrier)")),
+            pn.Row(field(W.IntInput, "interval_epochs", "Interval epochs (PBT)"),
+                   field(W.IntInput, "intervals", "Intervals per member (PBT, optional)"),
+                   field(W.FloatInput, "truncation", "Truncation (PBT)"),
+                   field(W.FloatInput, "resample_probability", "Resample probability (PBT)")),
+            pn.Row(field(W.IntInput, "max_trials", "Max trials"),
+                   field(W.TextInput, "max_time", "Max time (e.g. 2h)")),
+            pn.Row(field(W.TextInput, "metric", "Metric"),
+                   field(W.Select, "direction", "Direction"),
+                   field(W.FloatInput, "target", "Target (optional)")),
+            pn.Row(field(W.IntInput, "retries", "Retries per trial"),
+                   field(W.TextInput, "timeout", "Trial timeout (e.g. 30m)"),
+                   field(W.IntInput, "seed", "Seed (optional)")),
+            _problems_pane(form, *SECTIONS["search"]),
             title="3 · Search and budget", sizing_mode="stretch_width",
         )
 
         compute = pn.Card(
-            pn.Row(W.Select.from_param(f.profile, name="Site profile"),
-                   W.Select.from_param(f.partition, name="Partition (blank: profile default)")),
-            pn.Row(W.IntInput.from_param(f.gpus, name="GPUs per worker"),
-                   W.Select.from_param(f.gpu_type, name="GPU type (blank: any)")),
-            pn.Row(W.IntInput.from_param(f.workers, name="Workers"),
-                   W.IntInput.from_param(f.cores, name="Cores per worker")),
-            pn.Row(W.TextInput.from_param(f.memory, name="Memory per worker (e.g. 8GB)"),
-                   W.TextInput.from_param(f.walltime, name="Walltime (HH:MM:SS)")),
-            _problems_pane(form, "compute"),
+            pn.Row(field(W.Select, "profile", "Site profile"),
+                   field(W.Select, "partition", "Partition (blank: profile default)")),
+            pn.Row(field(W.IntInput, "gpus", "GPUs per worker"),
+                   field(W.Select, "gpu_type", "GPU type (blank: any)")),
+            pn.Row(field(W.IntInput, "workers", "Workers"),
+                   field(W.IntInput, "cores", "Cores per worker")),
+            pn.Row(field(W.TextInput, "memory", "Memory per worker (e.g. 8GB)"),
+                   field(W.TextInput, "walltime", "Walltime (HH:MM:SS)")),
+            _problems_pane(form, *SECTIONS["compute"]),
             title="4 · Compute job", sizing_mode="stretch_width",
         )
 
@@ -161,15 +197,60 @@ class FormView:
         self.submit.on_click(lambda _: self._submit())
         self.status = pn.pane.Markdown("", css_classes=["form-message"])
         form.param.watch(lambda e: setattr(self.status, "object", html.escape(e.new)), "message")
-        self.all_problems = _problems_pane(form)
+        self.summary = pn.pane.Markdown("", css_classes=["form-summary"])
+        # Problems under no section (a spec-level one); the others show only with their section.
+        self.all_problems = _problems_pane(form, *(p for ps in SECTIONS.values() for p in ps), outside=True)
+        form.param.watch(self._show_problems, "problems")
         watched = [p for p in form.param if p not in ("problems", "message", "name", "root")]
         form.param.watch(lambda *_: form.check(), watched)
         self.view = pn.Column(
             pn.Row(self.spec_path, load_file, save_file),
             model, space, search, compute, self.all_problems,
-            pn.Row(self.submit, self.status),
+            pn.Row(self.submit, self.summary, self.status),
             sizing_mode="stretch_width", name="New experiment",
         )
+        form.check()
+        self._show_problems()
+
+    def _field(self, kind: Any, name: str, label: str) -> Any:
+        """A widget of one form parameter; its border turns red while its value has a problem."""
+        widget = kind.from_param(self.form.param[name], name=label, stylesheets=[INVALID_CSS])
+        self.fields[name] = widget
+        return widget
+
+    @staticmethod
+    def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+        """The space table as shown: its rows numbered from 1, as messages number them."""
+        table = space_table(frame)
+        table.index = pd.RangeIndex(1, len(table) + 1, name="row")
+        return table
+
+    def _cell_styles(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Red cells where the last check found a problem (a whole row when no one cell is to blame)."""
+        styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for row, column in self.form.bad_cells:
+            if row >= len(frame):
+                continue
+            if column is None:
+                styles.iloc[row] = [s or BAD_ROW for s in styles.iloc[row]]
+            elif column in styles.columns:
+                styles.iloc[row, styles.columns.get_loc(column)] = BAD_CELL
+        return styles
+
+    def _show_problems(self, *_: Any) -> None:
+        problems = self.form.problems
+        bad = self.form.bad_params()
+        for name, widget in self.fields.items():
+            widget.css_classes = ["invalid"] if name in bad else []
+        self.submit.disabled = bool(problems)
+        count = len(problems)
+        self.summary.object = (
+            f"**{count} problem{'s' if count != 1 else ''} to fix before submitting** (shown with their sections)"
+            if count else ""
+        )
+        if self.form.bad_cells != self._styled:
+            self._styled = list(self.form.bad_cells)
+            self.space.param.trigger("value")  # redraw the cell colours
 
     def _act(self, action: Any) -> None:
         try:
@@ -178,14 +259,15 @@ class FormView:
             self.form.message = str(exc)
 
     def _add_row(self) -> None:
-        frame = self.space.value.copy()
-        frame.loc[len(frame)] = {c: None for c in SPACE_COLUMNS} | {"name": f"param{len(frame)}", "type": "real",
-                                                                      "low": 0.0, "high": 1.0, "log": False,
-                                                                      "mutable": False}
-        self.form.space = frame.reset_index(drop=True)
+        frame = self.space.value.reset_index(drop=True)
+        frame.loc[len(frame)] = {c: "" for c in SPACE_COLUMNS} | {"name": f"param{len(frame)}", "type": "real",
+                                                                    "low": "0.0", "high": "1.0", "log": False,
+                                                                    "mutable": False}
+        self.form.space = space_table(frame)
 
     def _remove_rows(self) -> None:
-        self.form.space = self.space.value.drop(index=self.space.selection).reset_index(drop=True)
+        frame = self.space.value.reset_index(drop=True)
+        self.form.space = space_table(frame.drop(index=self.space.selection))
 
     def _export(self) -> Any:
         import io
@@ -212,8 +294,66 @@ def _export_name(fmt: str) -> str:
 
 
 # ----------------------------------------------------------------------------- dashboard
+class AnalysisView:
+    """What the trials say about the space (importance, slices, contour, EDF, parallel
+    coordinates): plotly figures of :mod:`candle_lab.figures`, the report's own. Drawn again
+    when new trials complete, at most every :data:`ANALYSIS_SECONDS` while the search runs."""
+
+    def __init__(self, monitor: ExperimentMonitor) -> None:
+        self.monitor = monitor
+        self._drawn: tuple[Any, ...] | None = None
+        self._at = 0.0
+        self.panes = {
+            name: pn.pane.Plotly(None, sizing_mode="stretch_width", name=name, css_classes=[f"analysis-{name}"])
+            for name in ("parallel", "importance", "edf", "slices", "contour")
+        }
+        self.x = W.Select(name="Contour x", options=[], width=180)
+        self.y = W.Select(name="Contour y", options=[], width=180)
+        for axis in (self.x, self.y):
+            axis.param.watch(lambda _: self._contour(), "value")
+        p = self.panes
+        self.view = pn.Column(
+            p["parallel"],
+            pn.Row(p["importance"], p["edf"], sizing_mode="stretch_width"),
+            p["slices"],
+            pn.Row(self.x, self.y), p["contour"],
+            sizing_mode="stretch_width",
+        )
+
+    def update(self, force: bool = False) -> None:
+        m = self.monitor
+        if m.spec is None or m.status is None:
+            return
+        key = (m.path, m.completed_count(), m.metric)
+        now = time.monotonic()
+        running = m.status.driver_alive
+        if not force and (key == self._drawn or (running and now - self._at < ANALYSIS_SECONDS)):
+            return
+        self._drawn, self._at = key, now
+        metric = m.spec.objective.metric
+        self.panes["parallel"].object = figures.parallel_figure(*m.parallel(), metric, m.direction)
+        importance = m.importance()
+        self.panes["importance"].object = figures.importance_figure(importance)
+        self.panes["edf"].object = figures.edf_figure(m.edf(), metric)
+        self.panes["slices"].object = figures.slice_figure(m.slices(), metric)
+        names = m.varying()
+        if list(self.x.options) != names:  # the two that matter most, until the user picks
+            top = [*importance["parameter"].tolist(), *names]
+            self.x.param.update(options=names, value=top[0] if top else None)
+            self.y.param.update(options=names, value=next((n for n in top if n != top[0]), None))
+        self._contour()
+
+    def _contour(self) -> None:
+        m = self.monitor
+        if m.spec is None:
+            return
+        found = m.contour(self.x.value, self.y.value) if self.x.value and self.y.value else None
+        self.panes["contour"].object = figures.contour_figure(found, m.spec.objective.metric)
+
+
 class DashboardView:
-    """Live charts and controls of one experiment; ``poll()`` reads the store."""
+    """Live charts and controls of one experiment; ``poll()`` reads the store. Click a
+    trial anywhere (a Gantt bar, a curve's point, a table row) to select it everywhere."""
 
     def __init__(self, monitor: ExperimentMonitor) -> None:
         self.monitor = monitor
@@ -221,22 +361,24 @@ class DashboardView:
         self.util = UtilizationChart()
         self.curves = CurvesChart()
         self.best = BestChart()
-        self.parallel = ParallelChart()
+        for chart in (self.util, self.best):  # one time axis: zoom one, all follow
+            chart.figure.x_range = self.gantt.figure.x_range
         self.population = PopulationChart()
         self.lineage = LineageChart()
+        self.analysis = AnalysisView(monitor)
         self.pbt = pn.Row(pn.pane.Bokeh(self.population.figure, sizing_mode="stretch_width"),
                           pn.pane.Bokeh(self.lineage.figure, sizing_mode="stretch_width"),
                           sizing_mode="stretch_width", visible=False)
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-summary"])
         self.table = W.Tabulator(
             show_index=False, height=320, sizing_mode="stretch_width", pagination="local", page_size=15,
-            disabled=True, name="Trials",
+            disabled=True, name="Trials", selectable=1,
         )
         m = monitor.param
         top_k = W.IntInput.from_param(m.top_k, name="Top K (0 = all)", width=140)
         self.metric = W.Select(name="Curve metric", options=monitor.metric_names(), value=monitor.metric or None,
                                width=180)
-        self.metric.param.watch(lambda e: setattr(monitor, "metric", e.new or ""), "value")
+        self.metric.param.watch(lambda e: setattr(monitor, "metric", e.new) if e.new else None, "value")
         self.trial = W.Select(name="Trial", options=[], width=140)
         stop_trial = W.Button(name="Stop trial", button_type="warning")
         stop_trial.on_click(lambda _: monitor.stop_trial(int(self.trial.value)) if self.trial.value else None)
@@ -251,24 +393,37 @@ class DashboardView:
         ensemble.on_click(lambda _: self._ensemble())
         self.message = pn.pane.Markdown("", css_classes=["dashboard-message"])
         monitor.param.watch(lambda e: setattr(self.message, "object", html.escape(e.new)), "message")
-        monitor.param.watch(self._render, ["version", "top_k", "metric"])
+        monitor.param.watch(self._render, ["version", "top_k", "metric", "selected"])
+        self.gantt.source.selected.on_change("indices", lambda _a, _o, new: self._pick(self.gantt.source, new))
+        self.curves.points.selected.on_change("indices", lambda _a, _o, new: self._pick(self.curves.points, new))
+        self.table.param.watch(self._pick_row, "selection")
         self.view = pn.Column(
             self.summary,
             pn.Row(self.trial, stop_trial, self.stop, self.resume, self.message),
+            pn.pane.HTML(state_legend_html(), sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
             pn.Row(pn.pane.Bokeh(self.util.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.best.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             pn.Row(top_k, self.metric, self.uq_top, self.uq_method, self.uq_members, ensemble),
-            pn.Row(pn.pane.Bokeh(self.curves.figure, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.parallel.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.curves.figure, sizing_mode="stretch_width"),
             self.pbt,
             self.table,
+            pn.Card(self.analysis.view, title="Analysis: what matters in the search space",
+                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width", name="Dashboard",
         )
         self._render()
 
     def _ensemble(self) -> None:
         self.monitor.ensemble(int(self.uq_top.value or 1), str(self.uq_method.value), int(self.uq_members.value or 0))
+
+    def _pick(self, source: Any, indices: list[int]) -> None:
+        if indices:
+            self.monitor.selected = int(source.data["trial_id"][indices[0]])
+
+    def _pick_row(self, event: Any) -> None:
+        if event.new and not self.table.value.empty:
+            self.monitor.selected = int(self.table.value.iloc[event.new[0]]["trial_id"])
 
     def _render(self, *_: Any) -> None:
         m = self.monitor
@@ -277,23 +432,35 @@ class DashboardView:
             return
         usage = m.usage()
         self.summary.object = _summary_html(m, usage)
-        self.gantt.update(m.gantt())
+        self.gantt.update(m.gantt(), m.selected)
         self.util.update(m.running_series(), m.spec.compute.workers)
         self.best.update(m.best_curve(), f"{m.spec.objective.metric} ({m.direction})")
-        self.curves.update(m.curves(), m.metric)
-        self.parallel.update(m.trials, m.direction)
+        shown = m.shown_trials()
+        if m.selected is not None and m.selected not in shown:
+            shown.append(m.selected)
+        best = m.best_row()
+        self.curves.update(m.curves(shown), m.metric, m.states_of(shown),
+                           None if best is None else int(best["trial_id"]), m.selected)
         self.pbt.visible = m.population_based
         if m.population_based:
             self.population.update_population(*m.population(), m.metric)
             self.lineage.update(m.lineage())
-        self.table.value = m.table()
+        table = m.table()
+        self.table.value = table
+        if m.selected is not None and not table.empty:
+            rows = np.flatnonzero(table["trial_id"].to_numpy() == m.selected).tolist()
+            if rows != self.table.selection:
+                self.table.selection = rows
         names = m.metric_names()
-        if list(self.metric.options) != names:
-            self.metric.options = names
+        if list(self.metric.options) != names or self.metric.value != m.metric:
+            # options and value together: a Select given new options alone jumps to the
+            # first one ("accuracy"), and the dashboard would leave the objective's metric
+            self.metric.param.update(options=names, value=m.metric if m.metric in names else None)
         self.trial.options = [str(t) for t in m.running_trials()]
         status = m.status
         self.stop.disabled = status is None or not status.driver_alive
         self.resume.disabled = not m.can_resume()
+        self.analysis.update()
 
 
 def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
@@ -301,29 +468,39 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
     spec = m.spec
     assert spec is not None and s is not None
     best = m.best_row()
+    arrow = "↓" if m.direction == "minimize" else "↑"
     best_text = "none yet"
     if best is not None:
-        params = ", ".join(f"{k[6:]}={best[k]}" for k in best.index if k.startswith("param."))
-        best_text = f"<b class='best-objective'>{best['objective']:.6g}</b> (trial {int(best['trial_id'])}: {params})"
+        params = formatting.params({k[6:]: best[k] for k in best.index if k.startswith("param.")})
+        best_text = (f"{html.escape(spec.objective.metric)} {arrow} <b class='best-objective'>"
+                     f"{formatting.number(best['objective'])}</b> (trial {int(best['trial_id'])}: "
+                     f"{html.escape(params)})")
+    phase = m.phase()
     cells = [
-        ("experiment", f"<span class='experiment-id'>{html.escape(s.id)}</span> · {html.escape(spec.name)}"),
+        ("experiment", f"<span class='experiment-id'>{html.escape(s.id)}</span> · {html.escape(spec.name)}"
+                       f" · {html.escape(spec.search.algorithm)}"),
         ("state", f"<span class='experiment-state'>{html.escape(s.state)}</span>"
-                  + (f" ({html.escape(s.ended_because)})" if s.ended_because else "")),
+                  + (f" ({html.escape(s.ended_because)})" if s.ended_because else "")
+                  + (f" · <span class='experiment-phase'>{html.escape(phase)}</span>" if phase else "")
+                  + f" · {formatting.duration(s.duration)}"),
         ("trials", f"<span class='trial-count'>{s.trials}</span> · {s.completed} completed · {s.running} running"
                    f" · {s.failed} failed"),
         ("workers", f"{spec.compute.workers} · utilization {usage.utilization:.1%} · "
-                    f"<span class='idle'>idle {usage.idle_fraction:.1%}</span>"),
+                    f"<span class='idle'>idle {usage.idle_fraction:.1%}</span> (waiting for workers counts as idle)"),
         ("best", best_text),
     ]
     if spec.compute.gpus:
         cells.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used · {usage.gpu_hours_idle:.2f} idle"))
+    else:
+        cells.append(("core-hours", f"{usage.core_hours_used:.2f} used · {usage.core_hours_idle:.2f} idle"))
     rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th><td>{v}</td></tr>" for k, v in cells)
     return f"<table class='summary'>{rows}</table>"
 
 
 # ----------------------------------------------------------------------------- browser
 class BrowserView:
-    """Past and running experiments: open one, compare two side by side."""
+    """Past and running experiments: open one, download its report, compare any number on
+    one best-so-far chart (with each one's summary)."""
 
     def __init__(self, browser: ExperimentBrowser, on_open: Any) -> None:
         self.browser = browser
@@ -341,23 +518,41 @@ class BrowserView:
         compare.on_click(lambda _: self._compare())
         refresh = W.Button(name="Refresh")
         refresh.on_click(lambda _: browser.refresh())
-        self.comparison = pn.Row(sizing_mode="stretch_width")
-        self.view = pn.Column(self.table, pn.Row(open_button, compare, refresh), self.comparison,
-                              sizing_mode="stretch_width", name="Experiments")
+        self.report = W.FileDownload(callback=self._report, filename="report.html", label="Report of the selected",
+                                     button_type="default", embed=False)
+        self.message = pn.pane.Markdown("", css_classes=["browser-message"])
+        self.comparison = pn.Column(sizing_mode="stretch_width")
+        self.view = pn.Column(self.table, pn.Row(open_button, compare, self.report, refresh, self.message),
+                              self.comparison, sizing_mode="stretch_width", name="Experiments")
+
+    def _report(self) -> Any:
+        """The HTML report of the first selected experiment, written afresh."""
+        import io
+
+        from candle_lab.html_report import write_report
+
+        if not self.browser.selected:
+            self.message.object = "select an experiment first"
+            return io.BytesIO(b"")
+        exp_id = self.browser.selected[0]
+        try:
+            path = write_report(self.browser.path_of(exp_id))
+        except (CandleLabError, OSError) as exc:
+            self.message.object = html.escape(str(exc))
+            return io.BytesIO(b"")
+        self.report.filename = f"{exp_id}-report.html"
+        return io.BytesIO(path.read_bytes())
 
     def _compare(self) -> None:
-        columns = []
-        for exp_id, monitor in self.browser.compare(self.browser.selected[:2]).items():
-            chart = BestChart()
-            chart.figure.title.text = f"{exp_id}: best so far"
-            chart.update(monitor.best_curve(), monitor.spec.objective.metric if monitor.spec else "")
-            gantt = GanttChart()
-            gantt.update(monitor.gantt())
-            columns.append(pn.Column(pn.pane.HTML(_summary_html(monitor, monitor.usage())),
-                                     pn.pane.Bokeh(chart.figure), pn.pane.Bokeh(gantt.figure),
-                                     sizing_mode="stretch_width"))
+        chart = CompareChart()
+        summaries = []
+        for exp_id, monitor in self.browser.compare(self.browser.selected).items():
+            label = f"{exp_id} ({monitor.spec.search.algorithm})" if monitor.spec else exp_id
+            chart.add(label, monitor.best_curve())
+            summaries.append(pn.pane.HTML(_summary_html(monitor, monitor.usage()), sizing_mode="stretch_width"))
             monitor.close()
-        self.comparison.objects = columns
+        self.comparison.objects = [pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width"),
+                                   pn.FlexBox(*summaries, sizing_mode="stretch_width")]
 
 
 # ----------------------------------------------------------------------------- the app
@@ -402,7 +597,7 @@ class App(param.Parameterized):
 
 def create_app(root: str = "", experiment: str | None = None) -> pn.viewable.Viewable:
     """A new app session (``experiment``: a folder to open on the dashboard)."""
-    pn.extension("tabulator", notifications=False)
+    pn.extension("tabulator", "plotly", notifications=False)
     app = App(root=root)
     query = pn.state.session_args.get("experiment") if pn.state.curdoc is not None else None
     try:

@@ -6,16 +6,24 @@ on the screen from the page's Bokeh document.
 
 from __future__ import annotations
 
-import math
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LinearColorMapper
+from bokeh.models import (
+    ColumnDataSource,
+    FactorRange,
+    HoverTool,
+    LinearColorMapper,
+    NumeralTickFormatter,
+    TapTool,
+)
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
 from candle_lab.figures import STATE_COLOURS
+from candle_lab.monitor import QUEUE_LANE
 
 HEIGHT = 300
 
@@ -32,41 +40,59 @@ def _figure(title: str, **kwargs: Any) -> Any:
 
 
 class GanttChart:
-    """Trials as bars per worker lane, by state, neighbours in contrasting shades."""
+    """Trials as bars per worker lane, by state (a legend names each state's colour),
+    neighbours in contrasting shades; a selected trial is outlined."""
 
     def __init__(self) -> None:
         self.source = ColumnDataSource(
-            {k: [] for k in ("trial_id", "lane", "start", "end", "state", "colour", "objective")}, name="gantt"
+            {k: [] for k in ("trial_id", "lane", "start", "end", "state", "colour", "objective", "outline", "trials")},
+            name="gantt",
         )
-        self.figure = _figure("Trials per worker", y_range=FactorRange(), x_axis_label="seconds since the first start")
-        self.figure.hbar(
-            y="lane", left="start", right="end", height=0.8, fill_color="colour", line_color=None, source=self.source
-        )
+        self.figure = _figure("Trials per worker", y_range=FactorRange(),
+                              x_axis_label="seconds since the first trial was queued")
+        self.figure.hbar(y="lane", left="start", right="end", height=0.8, fill_color="colour", line_color="outline",
+                         line_width=2, source=self.source, nonselection_fill_alpha=1.0)
         self.figure.add_tools(
-            HoverTool(tooltips=[("trial", "@trial_id"), ("state", "@state"), ("objective", "@objective"),
-                                ("time", "@start{0.0} s – @end{0.0} s")])
+            TapTool(),
+            HoverTool(tooltips=[("trial", "@trial_id"), ("trials in this bar", "@trials"), ("state", "@state"),
+                                ("objective", "@objective{0.0000[0]}"), ("time", "@start{0.0} s – @end{0.0} s")]),
         )
 
-    def update(self, rows: pd.DataFrame) -> None:
+    def update(self, rows: pd.DataFrame, selected: int | None = None) -> None:
         colours = [STATE_COLOURS.get(s, ("#999999", "#666666"))[int(h)] for s, h in zip(rows["state"], rows["shade"],
                                                                                          strict=True)]
         lanes = sorted(rows["lane"].unique().tolist(), key=_lane_order, reverse=True)
         if list(self.figure.y_range.factors) != lanes:
             self.figure.y_range.factors = lanes
-            self.figure.height = max(HEIGHT, 24 * len(lanes) + 80)
+            self.figure.height = max(HEIGHT, 24 * len(lanes) + 110)
+        ids = rows["trial_id"].to_numpy()
         self.source.data = {
-            "trial_id": rows["trial_id"].to_numpy(),
+            "trial_id": ids,
             "lane": rows["lane"].astype(str).to_numpy(),
             "start": rows["start"].to_numpy(dtype=float),
             "end": rows["end"].to_numpy(dtype=float),
             "state": rows["state"].astype(str).to_numpy(),
             "colour": np.asarray(colours, dtype=object),
             "objective": rows["objective"].to_numpy(dtype=float),
+            "outline": np.asarray(["black" if t == selected else None for t in ids], dtype=object),
+            "trials": rows["trials"].to_numpy(dtype=int) if "trials" in rows else np.ones(len(rows), dtype=int),
         }
 
 
-def _lane_order(lane: str) -> tuple[int, str]:
-    return (1, lane) if lane == "queued" else (0, lane)
+def state_legend_html() -> str:
+    """The Gantt's colours, one swatch per state (both shades), for a line above the chart."""
+    swatch = "<span style='display:inline-block;width:11px;height:11px;background:{};margin-right:1px'></span>"
+    items = [
+        f"<span class='gantt-legend-item' style='margin-right:14px'>{swatch.format(a)}{swatch.format(b)} {state}</span>"
+        for state, (a, b) in STATE_COLOURS.items()
+    ]
+    return f"<div class='gantt-legend' style='font-size:13px'>{''.join(items)}</div>"
+
+
+def _lane_order(lane: str) -> tuple[int, list[tuple[int, float, str]]]:
+    """Lanes in natural order ("worker 2" before "worker 10"), the queue last."""
+    parts = [(0, float(p), "") if p.isdigit() else (1, 0.0, p) for p in re.split(r"(\d+)", lane) if p]
+    return (1, parts) if lane == QUEUE_LANE else (0, parts)
 
 
 class UtilizationChart:
@@ -86,26 +112,37 @@ class UtilizationChart:
 
 
 class CurvesChart:
-    """Per-epoch metric of each shown trial, one line per trial."""
+    """Per-epoch metric of each shown trial, one line per trial: the best drawn thick in
+    red, running trials bold, a cross where a stopped or failed trial ended, the selected
+    trial in black; the hover names the trial and its state."""
 
     def __init__(self, name: str = "curves") -> None:
-        self.source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [], "colour": []}, name=name)
-        self.points = ColumnDataSource({"step": [], "value": [], "trial_id": [], "colour": []})
+        self.source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [], "colour": [], "width": [], "state": []},
+                                       name=name)
+        self.points = ColumnDataSource({"step": [], "value": [], "trial_id": [], "colour": [], "state": []})
+        self.ends = ColumnDataSource({"step": [], "value": [], "trial_id": [], "state": []}, name=f"{name}-ends")
         self.figure = _figure("Loss curves", x_axis_label="epoch")
-        self.figure.multi_line(xs="xs", ys="ys", line_color="colour", line_width=2, source=self.source)
+        self.figure.multi_line(xs="xs", ys="ys", line_color="colour", line_width="width", line_alpha=0.85,
+                               source=self.source)
         dots = self.figure.scatter(x="step", y="value", color="colour", size=5, source=self.points)  # epoch 1 shows
-        self.figure.add_tools(HoverTool(renderers=[dots], tooltips=[("trial", "@trial_id"), ("epoch", "@step"),
-                                                                    ("value", "@value")]))
+        self.figure.scatter(x="step", y="value", marker="x", size=12, line_width=2, color="#444444", source=self.ends)
+        self.figure.xaxis.formatter = NumeralTickFormatter(format="0")
+        self.figure.xaxis.ticker.min_interval = 1
+        self.figure.add_tools(TapTool(renderers=[dots]),
+                              HoverTool(renderers=[dots], tooltips=[("trial", "@trial_id (@state)"), ("epoch", "@step"),
+                                                                    ("value", "@value{0.0000[0]}")]))
 
-    def update(self, curves: dict[int, pd.DataFrame], metric: str) -> None:
+    def update(self, curves: dict[int, pd.DataFrame], metric: str, states: dict[int, str] | None = None,
+               best: int | None = None, selected: int | None = None) -> None:
+        states = states or {}
         ids = sorted(curves)
-        colours = [Category10_10[t % 10] for t in ids]
-        self.figure.title.text = f"{metric} per epoch"
+        colours = ["#000000" if t == selected else "#d62728" if t == best else Category10_10[t % 10] for t in ids]
+        widths = [4.0 if t in (best, selected) else 2.5 if states.get(t) == "running" else 1.5 for t in ids]
+        self.figure.title.text = f"{metric} per epoch" + (" (red: best trial)" if best in curves else "")
         self.source.data = {
             "xs": [curves[t]["step"].to_numpy(float) for t in ids],
             "ys": [curves[t]["value"].to_numpy(float) for t in ids],
-            "trial_id": ids,
-            "colour": colours,
+            "trial_id": ids, "colour": colours, "width": widths, "state": [states.get(t, "") for t in ids],
         }
         sizes = [len(curves[t]) for t in ids]
         self.points.data = {
@@ -113,6 +150,13 @@ class CurvesChart:
             "value": np.concatenate([curves[t]["value"].to_numpy(float) for t in ids]) if ids else [],
             "trial_id": np.repeat(ids, sizes),
             "colour": np.repeat(np.asarray(colours, dtype=object), sizes),
+            "state": np.repeat(np.asarray([states.get(t, "") for t in ids], dtype=object), sizes),
+        }
+        ended = [t for t in ids if states.get(t) in ("stopped", "failed") and len(curves[t])]
+        self.ends.data = {
+            "step": [float(curves[t]["step"].iloc[-1]) for t in ended],
+            "value": [float(curves[t]["value"].iloc[-1]) for t in ended],
+            "trial_id": ended, "state": [states[t] for t in ended],
         }
 
 
@@ -185,6 +229,23 @@ class BestChart:
         self.best.data = {"ended": curve["ended"].to_numpy(float), "best": curve["best"].to_numpy(float)}
 
 
+class CompareChart:
+    """The best so far of several experiments on one chart, one coloured step line each."""
+
+    def __init__(self) -> None:
+        self.figure = _figure("Best so far, compared", x_axis_label="seconds since the first trial was queued")
+        self.figure.add_tools(HoverTool(tooltips=[("experiment", "@experiment"), ("best", "@best{0.0000[0]}")]))
+        self.count = 0
+
+    def add(self, label: str, curve: pd.DataFrame) -> None:
+        source = ColumnDataSource({"ended": curve["ended"].to_numpy(float), "best": curve["best"].to_numpy(float),
+                                   "experiment": [label] * len(curve)}, name=f"compare-{self.count}")
+        self.figure.step(x="ended", y="best", mode="after", source=source, line_width=2, legend_label=label,
+                         color=Category10_10[self.count % 10])
+        self.figure.legend.location = "top_right"
+        self.count += 1
+
+
 def round_colours(rounds: np.ndarray) -> list[str]:
     """Viridis from the first round (dark) to the latest (light); one blue without rounds."""
     known = rounds[np.isfinite(rounds)]
@@ -192,56 +253,3 @@ def round_colours(rounds: np.ndarray) -> list[str]:
         return ["#1f77b4"] * len(rounds)
     top = max(float(known.max()), 1.0)
     return [Viridis256[int(255 * r / top)] if np.isfinite(r) else "#7f7f7f" for r in rounds]
-
-
-class ParallelChart:
-    """Parallel coordinates: one axis per parameter, one polyline per completed trial,
-    coloured by objective (dark = better). Drawn as flat segments, which stay fast with
-    thousands of trials (a multi-line of one array per trial does not)."""
-
-    def __init__(self) -> None:
-        self.source = ColumnDataSource({k: [] for k in ("x0", "y0", "x1", "y1", "objective")}, name="parallel")
-        self.labels = ColumnDataSource({"x": [], "y": [], "text": []})
-        self.mapper = LinearColorMapper(palette=Viridis256)
-        self.figure = _figure("Parameters and objective", x_range=(-0.3, 1.3), y_range=(-0.12, 1.1))
-        self.figure.segment(x0="x0", y0="y0", x1="x1", y1="y1", source=self.source, line_alpha=0.7, line_width=1.5,
-                            line_color={"field": "objective", "transform": self.mapper})
-        self.figure.text(x="x", y="y", text="text", source=self.labels, text_align="center", text_font_size="11px")
-        self.figure.yaxis.visible = False
-        self.figure.xaxis.visible = False
-        self.figure.xgrid.visible = False
-
-    def update(self, trials: pd.DataFrame, direction: str) -> None:
-        done = trials[(trials["state"] == "completed") & trials["objective"].notna()] if len(trials) else trials
-        params = [c for c in trials.columns if c.startswith("param.")]
-        axes = [*params, "objective"]
-        if done.empty or not params:
-            self.source.data = {k: [] for k in ("x0", "y0", "x1", "y1", "objective")}
-            self.labels.data = {"x": [], "y": [], "text": []}
-            return
-        ys = np.vstack([_unit(done[c]) for c in axes]).T  # trials x axes, in [0, 1]
-        xs = np.linspace(0.0, 1.0, len(axes))
-        objective = done["objective"].to_numpy(float)
-        self.mapper.palette = Viridis256 if direction == "minimize" else Viridis256[::-1]
-        self.mapper.low, self.mapper.high = float(np.nanmin(objective)), float(np.nanmax(objective))
-        gaps = len(axes) - 1  # one segment per trial between neighbouring axes
-        self.source.data = {
-            "x0": np.tile(xs[:-1], len(done)), "x1": np.tile(xs[1:], len(done)),
-            "y0": ys[:, :-1].ravel(), "y1": ys[:, 1:].ravel(), "objective": np.repeat(objective, gaps),
-        }
-        self.labels.data = {"x": xs, "y": [-0.08] * len(axes), "text": [a.removeprefix("param.") for a in axes]}
-
-
-def _unit(column: pd.Series) -> np.ndarray:
-    """A column mapped onto [0, 1]: numbers by range (log when they span decades), others by rank."""
-    values = pd.to_numeric(column, errors="coerce")
-    if values.notna().all() and not column.map(lambda v: isinstance(v, bool | list)).any():
-        v = values.to_numpy(float)
-        lo, hi = float(np.min(v)), float(np.max(v))
-        if lo > 0 and hi / lo > 100:
-            v, lo, hi = np.log10(v), math.log10(lo), math.log10(hi)
-        return (v - lo) / (hi - lo) if hi > lo else np.full(len(v), 0.5)
-    text = column.map(str)
-    codes = {c: i for i, c in enumerate(sorted(text.unique()))}
-    n = max(1, len(codes) - 1)
-    return text.map(codes).to_numpy(float) / n

@@ -11,7 +11,10 @@ import ast
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as _field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +38,31 @@ from candle_lab.space import (
     to_grid_json,
     to_upf,
 )
-from candle_lab.spec import ALGORITHMS, ExperimentSpec, SpaceSpec, load_spec, spec_from_dict
+from candle_lab.spec import ALGORITHMS, ComputeSpec, ExperimentSpec, SpaceSpec, load_spec, spec_from_dict
 
 SPACE_COLUMNS = ["name", "type", "low", "high", "log", "choices", "value", "mutable"]
+TEXT_COLUMNS = ["name", "type", "low", "high", "choices", "value"]  # edited as text: a typo stays as typed
+FLAG_COLUMNS = ["log", "mutable"]
+DEFAULTS_COLUMNS = ["parameter", "value"]
 PARAM_TYPES = ["real", "integer", "categorical", "ordered", "constant"]
 EXPORT_FORMATS = {
     "ga": "CANDLE GA JSON", "grid": "PyCOMPSs grid JSON", "upf": "unrolled parameter file", "yaml": "spec"
+}
+_SEARCH_FIELDS = (
+    "algorithm", "surrogate", "acquisition", "initial_points", "batch_size", "seed", "population", "generations",
+    "mutation_rate", "crossover_rate", "tournament_size", "generational", "interval_epochs", "intervals",
+    "truncation", "resample_probability",
+)
+_COMPUTE_FIELDS = ("profile", "workers", "cores", "memory", "gpus", "gpu_type", "partition", "walltime")
+FIELD_PARAMS: dict[str, str] = {  # spec field -> the form parameter that edits it
+    "name": "exp_name", "description": "description",
+    "model.kind": "model_kind", "model.ref": "model_ref", "model.path": "model_path",
+    "model.command": "model_command", "model.result_file": "result_file", "model.default_model": "default_model",
+    "budget.max_trials": "max_trials", "budget.max_time": "max_time", "budget.target": "target",
+    "objective.metric": "metric", "objective.direction": "direction",
+    "trial.retries": "retries", "trial.timeout": "timeout",
+    **{f"search.{n}": n for n in _SEARCH_FIELDS},
+    **{f"compute.{n}": n for n in _COMPUTE_FIELDS},
 }
 
 
@@ -61,20 +83,53 @@ def _show_choices(values: Sequence[Any]) -> str:
     return ", ".join(json.dumps(v) for v in values)
 
 
+def _cell_text(value: Any) -> str:
+    return "" if _blank(value) else value if isinstance(value, str) else str(value)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1")
+    return False if _blank(value) else bool(value)
+
+
+def space_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The space table as the editor holds it: text cells (a mistyped number stays as
+    typed, so its message can quote it) and true/false flags, one row per table row."""
+    frame = rows.reindex(columns=SPACE_COLUMNS).reset_index(drop=True)
+    columns: dict[str, pd.Series] = {}
+    for column in SPACE_COLUMNS:
+        if column in FLAG_COLUMNS:
+            columns[column] = pd.Series([_flag(v) for v in frame[column]], dtype=bool)
+        else:
+            columns[column] = pd.Series([_cell_text(v) for v in frame[column]], dtype=object)
+    return pd.DataFrame(columns, columns=SPACE_COLUMNS)
+
+
+def defaults_table(values: dict[str, Any]) -> pd.DataFrame:
+    """The default model values as text cells (object columns even when empty: an empty
+    frame would be float64, and a table widget would keep number cells for the text)."""
+    return pd.DataFrame(
+        {"parameter": pd.Series(list(values), dtype=object),
+         "value": pd.Series([_show(v) for v in values.values()], dtype=object)},
+        columns=DEFAULTS_COLUMNS,
+    )
+
+
 def parameters_to_rows(parameters: Sequence[Any]) -> pd.DataFrame:
-    """The editable table of a space: one row per parameter, text cells for lists."""
+    """The editable table of a space: one row per parameter, text cells for values."""
     rows = []
     for p in parameters:
-        row: dict[str, Any] = {"name": p.name, "type": p.type, "low": None, "high": None, "log": False,
+        row: dict[str, Any] = {"name": p.name, "type": p.type, "low": "", "high": "", "log": False,
                                "choices": "", "value": "", "mutable": bool(getattr(p, "mutable", False))}
         if isinstance(p, RealParam | IntegerParam):
-            row.update(low=float(p.low), high=float(p.high), log=p.log)
+            row.update(low=json.dumps(p.low), high=json.dumps(p.high), log=p.log)
         elif isinstance(p, CategoricalParam):
             row.update(type="ordered" if p.ordered else "categorical", choices=_show_choices(p.choices))
         elif isinstance(p, ConstantParam):
             row["value"] = _show(p.value)
         rows.append(row)
-    return pd.DataFrame(rows, columns=SPACE_COLUMNS)
+    return space_table(pd.DataFrame(rows, columns=SPACE_COLUMNS))
 
 
 def _literal(text: str) -> Any:
@@ -111,39 +166,89 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def rows_to_parameters(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """The table back to parameter dicts; blank rows are skipped, bad cells named."""
-    out: list[dict[str, Any]] = []
+def _number(value: Any) -> int | float | None:
+    """A number cell's number; ``None`` when it holds something else."""
+    number = _literal(value) if isinstance(value, str) else value
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    return number
+
+
+def quoted(value: Any) -> str:
+    """Text the form rejected, quoted back as typed (cut short when long)."""
+    text = str(value).strip()
+    return f'"{text}"' if len(text) <= 60 else f'"{text[:50]}..." ({len(text):,} characters)'
+
+
+def row_label(index: int, name: str) -> str:
+    """How messages name a space-table row: ``space row 2 (learning_rate)``; rows count
+    from 1, as the table numbers them."""
+    return f"space row {index + 1} ({name})"
+
+
+Cell = tuple[int, str | None]  # (table row from 0, column; None: the whole row)
+
+
+@dataclass
+class SpaceRows:
+    """The space table read: the parameters of its good rows, the table row of each, and
+    one problem (with its cell) per bad cell."""
+
+    parameters: list[dict[str, Any]] = _field(default_factory=list)
+    rows: list[int] = _field(default_factory=list)
+    problems: list[tuple[str, str]] = _field(default_factory=list)
+    cells: list[Cell] = _field(default_factory=list)
+
+    def bad(self, index: int, name: str, column: str, message: str) -> None:
+        self.problems.append((f"{row_label(index, name)}, {column}", message))
+        self.cells.append((index, column))
+
+
+def read_space_rows(rows: pd.DataFrame) -> SpaceRows:
+    """The table as parameter dicts; blank rows are skipped, every bad cell is named."""
+    out = SpaceRows()
     for i, row in enumerate(rows.to_dict("records")):
         name = "" if _blank(row.get("name")) else str(row["name"]).strip()
         if not name:
             continue
-        where = f"space.parameters[{len(out)}] ({name})"
-        kind = str(row.get("type") or "real").strip().lower()
+        before = len(out.problems)
+        kind = _cell_text(row.get("type")).strip().lower() or "real"
         entry: dict[str, Any] = {"name": name}
         if kind in ("real", "integer"):
             entry["type"] = kind
             for bound in ("low", "high"):
                 value = row.get(bound)
+                number = None if _blank(value) else _number(value)
                 if _blank(value):
-                    raise SpecError.one(f"{where}.{bound}", f"expected a number, got nothing (table row {i + 1})")
-                number = float(value) if not isinstance(value, str) else _literal(value)
-                if not isinstance(number, int | float) or isinstance(number, bool):
-                    raise SpecError.one(f"{where}.{bound}", expected_got("a number", value))
-                entry[bound] = int(number) if kind == "integer" and float(number).is_integer() else number
-            entry["log"] = bool(row.get("log")) if not _blank(row.get("log")) else False
+                    out.bad(i, name, bound, "expected a number, got nothing")
+                elif number is None:
+                    out.bad(i, name, bound, f"{quoted(value)} is not a number")
+                else:
+                    entry[bound] = int(number) if kind == "integer" and float(number).is_integer() else number
+            entry["log"] = _flag(row.get("log"))
         elif kind in ("categorical", "ordered"):
-            entry.update(type="categorical", choices=parse_choices(str(row.get("choices") or "")))
+            entry.update(type="categorical", choices=parse_choices(_cell_text(row.get("choices"))))
             if kind == "ordered":
                 entry["ordered"] = True
         elif kind == "constant":
-            entry.update(type="constant", value=_literal(str(row.get("value") or "")))
+            entry.update(type="constant", value=_literal(_cell_text(row.get("value"))))
         else:
-            raise SpecError.one(f"{where}.type", expected_got(" | ".join(PARAM_TYPES), kind))
-        if not _blank(row.get("mutable")) and bool(row.get("mutable")):
+            types = ", ".join(PARAM_TYPES)
+            out.bad(i, name, "type", f"{quoted(kind)} is not a parameter type; expected one of {types}")
+        if _flag(row.get("mutable")):
             entry["mutable"] = True  # PBT perturbs it
-        out.append(entry)
+        if len(out.problems) == before:
+            out.parameters.append(entry)
+            out.rows.append(i)
     return out
+
+
+def rows_to_parameters(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table back to parameter dicts; raises :class:`SpecError` naming every bad cell."""
+    table = read_space_rows(rows)
+    if table.problems:
+        raise SpecError(table.problems)
+    return table.parameters
 
 
 def _hidden_fields(parameters: Sequence[Any]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -180,9 +285,44 @@ def _blank_if_none(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_PARAMETER_FIELD = re.compile(r"^space\.parameters\[(\d+)\](?: \([^)]*\))?\.?(.*)$")
+
+
+def _placed(field: str, labels: Sequence[tuple[str, int | None]]) -> tuple[str, Cell | None]:
+    """A core field named as the form shows it: ``space.parameters[1].low`` (the second
+    parameter) -> ``space row 3 (lr), low`` when the table's row 3 holds it, and its cell."""
+    match = _PARAMETER_FIELD.match(field)
+    if not match or int(match[1]) >= len(labels):
+        return field, None
+    label, row = labels[int(match[1])]
+    rest = match[2]
+    named = f"{label}, {rest}" if rest else label
+    if row is None:
+        return named, None
+    column = re.match(r"\w*", rest)
+    return named, (row, column[0] if column and column[0] in SPACE_COLUMNS else None)
+
+
+def _unique(problems: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(problems))
+
+
+@dataclass
+class _Checked:
+    """A validation of the form: the spec (``None`` when invalid), its problems, the bad
+    space-table cells and the spec dict it validated."""
+
+    spec: ExperimentSpec | None
+    problems: list[tuple[str, str]]
+    cells: list[Cell]
+    data: dict[str, Any]
+
+
 # ------------------------------------------------------------------------- the form
 class SpecForm(param.Parameterized):
-    """Everything the experiment form edits. ``problems`` holds ``(field, message)`` pairs."""
+    """Everything the experiment form edits. ``problems`` holds ``(field, message)`` pairs,
+    every problem once (space-table rows named ``space row N (name)``, N as the table numbers
+    them); ``bad_cells`` the table cells they concern, ``bad_params()`` the fields."""
 
     root = param.String(default="", doc="Experiments folder ('' = the default)")
     exp_name = param.String(default="experiment", doc="Experiment name")
@@ -235,7 +375,7 @@ class SpecForm(param.Parameterized):
     retries = param.Integer(default=1, bounds=(0, None))
     timeout = param.String(default="")
 
-    problems = param.List(default=[], doc="(field, message) pairs of the last check")
+    problems = param.List(default=[], doc="(field, message) pairs of the last check, each once")
     message = param.String(default="", doc="What the last action did")
 
     def __init__(self, **params: Any) -> None:
@@ -243,6 +383,8 @@ class SpecForm(param.Parameterized):
         self._base: dict[str, Any] = {}  # spec fields the form does not show, kept as loaded
         self._hidden: dict[str, tuple[str, dict[str, Any]]] = {}  # parameters' fields without a column
         self._default_values: dict[str, Any] = {}
+        self._default_problems: list[tuple[str, str]] = []  # the default model file could not be read
+        self.bad_cells: list[Cell] = []  # space-table cells of the last check's problems (set before them)
         self.param.gallery.objects = ["", *gallery_models()]
         self.param.profile.objects = available_profiles()
         self._profile_changed()
@@ -367,15 +509,15 @@ class SpecForm(param.Parameterized):
 
     def _read_defaults(self, path: str | None) -> None:
         values: dict[str, Any] = {}
+        self._default_problems = []
         if path:
             try:
                 values = read_default_model(path)
             except SpecError as exc:
+                self._default_problems = exc.problems
                 self.problems = exc.problems
         self._default_values = values
-        self.defaults = pd.DataFrame(
-            {"parameter": list(values), "value": [_show(v) for v in values.values()]}, columns=["parameter", "value"]
-        )
+        self.defaults = defaults_table(values)
 
     @param.depends("default_model", watch=True)
     def _default_model_changed(self) -> None:
@@ -423,21 +565,30 @@ class SpecForm(param.Parameterized):
         return out
 
     def spec_dict(self) -> dict[str, Any]:
-        """The form as a spec dict (not validated); cleared fields are left out."""
+        """The form as a spec dict (not validated); cleared fields and bad table rows are left out."""
+        return self._spec_data(read_space_rows(self.space))[0]
+
+    def _spec_data(self, table: SpaceRows) -> tuple[dict[str, Any], list[tuple[str, int | None]]]:
+        """The spec dict, and for each of its parameters how messages name it and its table row."""
         base = json.loads(json.dumps(self._base))
 
         def merged(name: str, **values: Any) -> dict[str, Any]:
             out = {**base.get(name, {}), **values}
             return {k: v for k, v in out.items() if v is not None and v != ""}
 
-        parameters = _with_hidden(rows_to_parameters(self.space), self._hidden)
+        parameters = _with_hidden(table.parameters, self._hidden)
+        labels: list[tuple[str, int | None]] = [
+            (row_label(row, p["name"]), row) for row, p in zip(table.rows, parameters, strict=True)
+        ]
         source = base.get("space", {}).get("source")
-        if source and _normalized(parameters) != base["space"].get("parameters"):
+        if source and (table.problems or _normalized(parameters) != base["space"].get("parameters")):
             source = None  # edited: no longer what the file holds
         searched = {p["name"] for p in parameters}
-        parameters += [p for p in self._edited_defaults() if p["name"] not in searched]
+        fixed = [p for p in self._edited_defaults() if p["name"] not in searched]
+        parameters += fixed
+        labels += [(f"model defaults ({p['name']})", None) for p in fixed]
         command = self.model_kind == "command"
-        return {
+        data = {
             **base,
             "name": self.exp_name.strip() or "experiment",
             "description": self.description,
@@ -477,6 +628,7 @@ class SpecForm(param.Parameterized):
             ),
             "trial": merged("trial", retries=self.retries, timeout=self.timeout.strip()),
         }
+        return data, labels
 
     def _algorithm_settings(self) -> dict[str, Any]:
         """The fields of the chosen algorithm (GA, PBT), the others left as loaded."""
@@ -486,24 +638,81 @@ class SpecForm(param.Parameterized):
         }.get(self.algorithm, ())
         return {name: getattr(self, name) for name in names}
 
+    def _validated(self) -> _Checked:
+        """Every problem of the form at once: each bad table cell, and the core's
+        messages for the rest (rows with a bad cell are left out of the spec checked)."""
+        table = read_space_rows(self.space)
+        data, labels = self._spec_data(table)
+        problems = [*table.problems, *self._default_problems]
+        cells = list(table.cells)
+        spec: ExperimentSpec | None = None
+        try:
+            spec = spec_from_dict(data, source="form")
+        except SpecError as exc:
+            for field, message in exc.problems:
+                named, cell = _placed(field, labels)
+                problems.append((named, message))
+                if cell is not None:
+                    cells.append(cell)
+        return _Checked(None if problems else spec, _unique(problems), cells, data)
+
     def build(self) -> ExperimentSpec:
         """The validated spec; raises :class:`SpecError` (every problem named)."""
-        return spec_from_dict(self.spec_dict(), source="form")
+        checked = self._validated()
+        if checked.spec is None:
+            raise SpecError(checked.problems, "form")
+        return checked.spec
 
     def check(self) -> ExperimentSpec | None:
-        """Validate the whole form and the compute job against its profile; sets ``problems``."""
+        """Validate the whole form and the compute job against its profile; sets
+        ``bad_cells`` then ``problems`` (all of them, each once)."""
+        checked = self._validated()
+        compute = checked.spec.compute if checked.spec is not None else self._compute_alone(checked.data)
+        problems = checked.problems
+        if compute is not None:
+            try:
+                resolve(compute)
+            except SpecError as exc:
+                problems = _unique([*problems, *(self._worded(p) for p in exc.problems)])
+        self.bad_cells = checked.cells
+        self.problems = problems
+        return checked.spec if not problems else None
+
+    @staticmethod
+    def _compute_alone(data: dict[str, Any]) -> ComputeSpec | None:
+        """The compute section when it is valid on its own (the rest of the spec is not)."""
         try:
-            spec = self.build()
-            resolve(spec.compute)
-        except SpecError as exc:
-            self.problems = exc.problems
+            return ComputeSpec.model_validate(data.get("compute", {}))
+        except (ValidationError, ValueError, SpecError):
             return None
-        self.problems = []
-        return spec
+
+    def _worded(self, problem: tuple[str, str]) -> tuple[str, str]:
+        """A compute message that names no GPU type the researcher left open: the core
+        counts the partition's first type ("has 2 a100 GPUs"); the form says "has 2 GPUs"."""
+        field, message = problem
+        types = [t for t in self.param.gpu_type.objects if t]
+        if self.gpu_type or not types:
+            return problem
+        named = "|".join(re.escape(t) for t in types)
+        return field, re.sub(rf"\b(has \d+) (?:{named}) GPUs\b", r"\1 GPUs", message)
 
     def problems_for(self, *prefixes: str) -> list[str]:
         """Messages of the problems under some sections (``compute``, ``space``...)."""
         return [f"{f}: {m}" if f else m for f, m in self.problems if not prefixes or f.startswith(prefixes)]
+
+    def problems_outside(self, *prefixes: str) -> list[str]:
+        """Messages of the problems under none of these sections (shown on their own)."""
+        return [f"{f}: {m}" if f else m for f, m in self.problems if not f or not f.startswith(prefixes)]
+
+    def bad_params(self) -> set[str]:
+        """The form parameters (widgets) whose values the last check found a problem with."""
+        out = set()
+        for f, _ in self.problems:
+            key = re.match(r"[\w.]*", f)
+            name = FIELD_PARAMS.get(key[0].rstrip(".")) if key else None
+            if name:
+                out.add(name)
+        return out
 
     # ------------------------------------------------------------------ actions
     def save(self, path: str | os.PathLike[str]) -> Path | None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from candle_lab import api, monitor
+from candle_lab import analysis, api, formatting, monitor
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec
 from candle_lab.store import DB_NAME, FINAL_STATES, Store, experiments_root
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 RUNNING_TICK_SECONDS = 1.0  # running bars grow on screen even when no event arrives
 CURVES_SHOWN = 40  # loss curves drawn when no top-K filter is set: the latest trials
+GANTT_BARS = 5000  # past this, consecutive finished trials of a worker share a bar
+TABLE_ROWS = 500  # trials the table holds (the best, and every running one)
 
 
 class ExperimentMonitor(param.Parameterized):
@@ -40,6 +42,7 @@ class ExperimentMonitor(param.Parameterized):
     version = param.Integer(default=0, doc="Bumped whenever the data changed")
     changed_at = param.Number(default=0.0, doc="When the last change was read (time.time())")
     message = param.String(default="", doc="What the last action did")
+    selected = param.Integer(default=None, allow_None=True, doc="The trial picked in any chart or the table")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -65,8 +68,9 @@ class ExperimentMonitor(param.Parameterized):
                 path=str(exp.path),
                 trials=pd.DataFrame(),
                 metrics=pd.DataFrame(),
-                metric=self.metric or self.spec.objective.metric,
+                metric=self.spec.objective.metric,
                 message="",
+                selected=None,
             )
         self.refresh()
 
@@ -97,7 +101,9 @@ class ExperimentMonitor(param.Parameterized):
         meta = self._store.meta()
         counts = monitor.state_counts(trials)
         best = self.best_row(trials)
-        status = self.experiment.status_of(meta, len(trials), counts, None if best is None else best["objective"])
+        status = self.experiment.status_of(
+            meta, len(trials), counts, None if best is None else best["objective"], monitor.elapsed(trials, now)
+        )
         self._tick = now
         with param.parameterized.batch_call_watchers(self):
             self.param.update(trials=trials, metrics=metrics, status=status, changed_at=now)
@@ -153,27 +159,57 @@ class ExperimentMonitor(param.Parameterized):
         return None if best.empty else best.iloc[0]
 
     def gantt(self) -> pd.DataFrame:
-        return monitor.gantt_rows(self.trials, queued=True)
+        return monitor.gantt_rows(self.trials, queued=True, limit=GANTT_BARS)
 
     def usage(self) -> monitor.Utilization:
-        workers = self.spec.compute.workers if self.spec else 1
-        gpus = self.spec.compute.gpus if self.spec else 0
-        return monitor.utilization(self.trials, workers, gpus)
+        if self.spec is None:
+            return monitor.utilization(self.trials, 1)
+        c = self.spec.compute
+        return monitor.utilization(self.trials, c.workers, c.gpus, cores_per_worker=c.cores or 1)
+
+    def phase(self) -> str:
+        """What the experiment is doing while nothing shows yet: "starting the cluster",
+        "waiting for workers", "first epoch"; "" once results arrive."""
+        s = self.status
+        if s is None or not s.driver_alive or self.spec is None:
+            return ""
+        trials = self.trials
+        if trials.empty:
+            return "starting the cluster and proposing the first trials"
+        if trials["started"].isna().all():
+            return f"waiting for workers ({self.spec.compute.workers} asked; first trials queued)"
+        if self.metrics.empty and s.completed == 0:
+            return "importing the model and training the first epoch"
+        return ""
 
     def running_series(self) -> pd.DataFrame:
-        return monitor.running_over_time(self.trials)
+        return monitor.running_over_time(self.trials, points=analysis.MAX_POINTS)
 
     def best_curve(self) -> pd.DataFrame:
-        return monitor.best_so_far(self.trials, self.direction)
+        return monitor.thinned(monitor.best_so_far(self.trials, self.direction), analysis.MAX_POINTS)
 
     def table(self) -> pd.DataFrame:
-        """Trials for the table: best first, top-K when set; parameters as columns."""
-        rows = monitor.top_trials(self.trials, self.top_k, self.direction)
+        """Trials for the table: best first, top-K when set (at most :data:`TABLE_ROWS`, then
+        the running ones); parameters as columns."""
+        k = min(self.top_k or TABLE_ROWS, TABLE_ROWS)
+        rows = monitor.top_trials(self.trials, k, self.direction)
+        if not self.trials.empty:
+            live = self.trials[self.trials["state"] == "running"]
+            rows = pd.concat([rows, live[~live.index.isin(rows.index)]])
         if rows.empty:
             return pd.DataFrame(columns=["trial_id", "run_id", "state", "objective"])
         params = [c for c in rows.columns if c.startswith("param.")]
         cols = ["trial_id", "run_id", "state", "objective", *params, "attempt", "worker", "duration", "reason"]
-        out = rows[[c for c in cols if c in rows.columns]].rename(columns={c: c[6:] for c in params})
+        out = rows[[c for c in cols if c in rows.columns]].copy()
+        # numbers as people read them, still numbers (the columns sort): 5 significant
+        # figures for the objective, 4 for parameters, durations to a tenth of a second
+        for column, digits in (("objective", 5), *((p, 4) for p in params)):
+            out[column] = out[column].map(lambda v, d=digits: _rounded(v, d))
+        if "duration" in out:
+            out["duration"] = pd.to_numeric(out["duration"], errors="coerce").round(1)
+        if "worker" in out:
+            out["worker"] = monitor.lanes(rows)
+        out = out.rename(columns={**{c: c[6:] for c in params}, "duration": "duration (s)"})
         return out.reset_index(drop=True)
 
     def shown_trials(self) -> list[int]:
@@ -184,8 +220,38 @@ class ExperimentMonitor(param.Parameterized):
             return [int(t) for t in monitor.top_trials(self.trials, self.top_k, self.direction)["trial_id"]]
         return [int(t) for t in self.trials["trial_id"].tail(CURVES_SHOWN)]
 
-    def curves(self) -> dict[int, pd.DataFrame]:
-        return monitor.loss_curves(self.metrics, self.metric, self.shown_trials())
+    def curves(self, trial_ids: list[int] | None = None) -> dict[int, pd.DataFrame]:
+        return monitor.loss_curves(self.metrics, self.metric, self.shown_trials() if trial_ids is None else trial_ids)
+
+    def states_of(self, trial_ids: list[int]) -> dict[int, str]:
+        """The state of each of these trials (for curves that say how each ended)."""
+        if self.trials.empty:
+            return {}
+        rows = self.trials[self.trials["trial_id"].isin(trial_ids)]
+        return {int(t): str(s) for t, s in zip(rows["trial_id"], rows["state"], strict=True)}
+
+    # ------------------------------------------------------------------ analysis (bounded at any size)
+    def importance(self) -> pd.DataFrame:
+        return analysis.importance(self.trials, self.direction)
+
+    def slices(self) -> dict[str, tuple[analysis.Axis, pd.DataFrame]]:
+        return analysis.slices(self.trials, self.direction)
+
+    def contour(self, x: str, y: str) -> analysis.Contour | None:
+        return analysis.contour(self.trials, x, y, self.direction)
+
+    def edf(self) -> pd.DataFrame:
+        return analysis.edf(self.trials)
+
+    def parallel(self) -> tuple[list[analysis.Axis], np.ndarray]:
+        return analysis.parallel(self.trials, self.direction)
+
+    def varying(self) -> list[str]:
+        """Parameters that take more than one value among the completed trials."""
+        return analysis.varying_parameters(analysis.completed(self.trials, self.direction, analysis.MAX_POINTS))
+
+    def completed_count(self) -> int:
+        return 0 if self.status is None else int(self.status.completed)
 
     @property
     def population_based(self) -> bool:
@@ -254,10 +320,16 @@ class ExperimentBrowser(param.Parameterized):
     selected = param.List(default=[], item_type=str, doc="Experiment ids picked in the list")
 
     def refresh(self) -> None:
-        columns = ["id", "name", "state", "trials", "completed", "failed", "running", "best", "created"]
+        columns = ["id", "name", "state", "algorithm", "trials", "completed", "failed", "running", "best",
+                   "duration", "created"]
         rows = [
-            {c: getattr(s, c) for c in columns[:-1]}
-            | {"created": pd.to_datetime(s.created or 0, unit="s").strftime("%Y-%m-%d %H:%M")}
+            {c: getattr(s, c) for c in columns[:-3]}
+            | {
+                "best": "–" if s.best is None else
+                f"{s.metric} {'↓' if s.direction == 'minimize' else '↑'} {formatting.number(s.best)}",
+                "duration": formatting.duration(s.duration),
+                "created": pd.to_datetime(s.created or 0, unit="s").strftime("%Y-%m-%d %H:%M"),
+            }
             for s in api.statuses(self.root or None)
         ]
         self.table = pd.DataFrame(rows, columns=columns).iloc[::-1].reset_index(drop=True)
@@ -272,6 +344,13 @@ class ExperimentBrowser(param.Parameterized):
             with contextlib.suppress(CandleLabError):
                 out[exp_id] = ExperimentMonitor(path=str(self.path_of(exp_id)))
         return out
+
+
+def _rounded(value: Any, digits: int) -> Any:
+    """A float to ``digits`` significant figures; anything else as it is."""
+    if isinstance(value, float) and np.isfinite(value) and value != 0:
+        return round(value, digits - 1 - int(np.floor(np.log10(abs(value)))))
+    return value
 
 
 def _live_keys(trials: pd.DataFrame) -> dict[int, tuple[Any, ...]]:

@@ -1,0 +1,135 @@
+"""The dashboard as a researcher reads it, in a real headless Chromium (Debian's):
+the objective's metric by default, one Gantt lane per worker while trials run, and the
+analysis plots (importance, slices, contour, EDF, parallel coordinates) drawn with their
+labels. Screenshots go to ``test-artifacts/screenshots/``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser import bokeh_source_column, chromium, dashboard_server
+from conftest import REPO, model_spec
+
+from candle_lab import api
+
+pytest.importorskip("panel")
+pytest.importorskip("playwright")
+
+SHOTS = REPO / "test-artifacts" / "screenshots"
+SPACE = [
+    {"name": "x", "type": "real", "low": 0.0, "high": 1.0},
+    {"name": "lr", "type": "real", "low": 1e-5, "high": 1e-1, "log": True},
+    {"name": "act", "type": "categorical", "choices": ["relu", "tanh", "elu"]},
+    {"name": "epochs", "type": "constant", "value": 3},
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def finished(client: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished search whose trials report accuracy, loss and val_loss (the objective)."""
+    root = tmp_path_factory.mktemp("analysis") / "experiments"
+    spec = model_spec("three_metrics", SPACE, objective={"metric": "val_loss"}, budget={"max_trials": 12})
+    api.run(spec, root=root, client=client)
+    return root
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def _open_experiment(page: Any, url: str, exp_id: str) -> None:
+    page.goto(f"{url}?experiment={exp_id}")
+    page.locator(".experiment-id").get_by_text(exp_id).wait_for(timeout=60_000)
+
+
+def test_finished_experiment_opens_on_the_objectives_metric(page: Any, finished: Path) -> None:
+    with dashboard_server(finished) as (url, _):
+        _open_experiment(page, url, "EXP000")
+        _wait(lambda: len(bokeh_source_column(page, "curves", "trial_id")) == 12, 30, "the loss curves")
+        assert page.get_by_label("Curve metric", exact=True).input_value() == "val_loss"
+        options = page.get_by_label("Curve metric", exact=True).locator("option").all_inner_texts()
+        assert options == ["accuracy", "loss", "val_loss"]
+        curves = api.open_experiment("EXP000", finished).metrics
+        best = api.open_experiment("EXP000", finished).best
+        assert best is not None
+        drawn = bokeh_source_column(page, "curves", "ys")
+        assert min(min(ys) for ys in drawn) == pytest.approx(curves[curves["name"] == "val_loss"]["value"].min())
+        summary = page.locator("table.summary").inner_text()
+        assert "val_loss ↓" in summary and f"{best.objective:.5g}" in summary
+        page.screenshot(path=SHOTS / "dashboard-finished-metric.png", full_page=True)
+
+
+def test_analysis_plots_render_with_data_and_labels(page: Any, finished: Path) -> None:
+    with dashboard_server(finished) as (url, _):
+        _open_experiment(page, url, "EXP000")
+        expected = {
+            "importance": ["Parameter importance", "x", "lr", "act"],
+            "edf": ["Distribution of val_loss", "fraction of completed trials"],
+            "slices": ["Slices", "lr (log scale)", "relu", "tanh"],
+            "contour": ["Contour of val_loss", " × "],
+            "parallel": ["Parameters and val_loss", "act", "relu", "lr (log)", "val_loss"],
+        }
+        for name, words in expected.items():
+            plot = page.locator(f".analysis-{name} .js-plotly-plot")
+            plot.wait_for(timeout=60_000)
+            text = plot.evaluate("(el) => el.textContent")
+            missing = [w for w in words if w not in text]
+            assert not missing, f"{name}: {missing} not in {text[:300]!r}"
+            points = plot.evaluate("(el) => el.data.map(t => (t.x || t.values || t.dimensions || []).length)")
+            assert points and max(points) > 0, f"{name} has no data: {points}"
+        assert "epochs" not in page.locator(".analysis-parallel .js-plotly-plot").evaluate("(el) => el.textContent")
+        page.screenshot(path=SHOTS / "dashboard-analysis.png", full_page=True)
+
+
+def test_gantt_has_one_lane_per_worker_while_trials_run(page: Any, tmp_path: Path) -> None:
+    root = tmp_path / "experiments"
+    space = [{"name": "x", "type": "real", "low": 0.0, "high": 1.0}, {"name": "epochs", "type": "constant", "value": 8},
+             {"name": "epoch_seconds", "type": "constant", "value": 1.0}]
+    spec = model_spec("epochs", space, objective={"metric": "loss"}, budget={"max_trials": 6})
+    exp = api.run(spec, root=root, wait=False)
+    try:
+        with dashboard_server(root) as (url, _):
+            _open_experiment(page, url, exp.id)
+            seen: list[set[str]] = []  # the lanes on screen at each look while trials run
+
+            def look() -> bool:
+                states = bokeh_source_column(page, "gantt", "state")
+                lanes = bokeh_source_column(page, "gantt", "lane")
+                if "running" in states:
+                    seen.append({lane for lane in lanes if lane != "queued"})
+                return exp.status().state not in ("created", "running")
+
+            try:
+                _wait(look, 180, "the end of the search")
+            finally:
+                page.screenshot(path=SHOTS / "dashboard-lanes.png", full_page=True)
+            assert len(seen) >= 5, seen
+            assert all(lanes <= {"worker 0", "worker 1"} for lanes in seen), seen
+            assert {"worker 0", "worker 1"} in seen, seen
+            table = page.locator(".tabulator", has_text="run_id").first.inner_text()
+            assert "tcp://" not in table and "worker 0" in table
+    finally:
+        exp.stop()

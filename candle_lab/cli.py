@@ -15,6 +15,7 @@ from candle_lab.errors import CandleLabError, SpecError
 from candle_lab.html_report import write_report
 from candle_lab.spec import ExperimentSpec, load_spec
 from candle_lab.store import list_experiments
+from candle_lab.trial.output import configure_native_logs
 
 log = logging.getLogger("candle_lab.cli")
 
@@ -157,7 +158,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(write_report(args.experiment, args.output, root=args.root))
+    print(write_report(args.experiment, args.output, root=args.root, plotly=args.plotly))
     return 0
 
 
@@ -259,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--root", type=Path, default=None, help=f"experiments folder (default: ${settings.HOME_ENV} or ./experiments)"
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="more log output, TensorFlow's native notices on the terminal, not in each trial's output.log "
+             "(-vv: debug)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="start an experiment from a spec file and wait for it")
@@ -299,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the HTML report of an experiment")
     p.add_argument("experiment")
     p.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: EXP/report.html)")
+    p.add_argument("--plotly", choices=["inline", "cdn", "shared"], default="inline",
+                   help="inline: plotly.js in the file (4.8 MB, works offline; the default); cdn: loaded from "
+                        "plotly's CDN; shared: one plotly.min.js in the folder above the report's, for every report")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate", help="check a spec file without running it")
@@ -356,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before anything imports TensorFlow; inherited by the workers and a detached driver.
+    configure_native_logs(args.verbose > 0)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.log_level = level

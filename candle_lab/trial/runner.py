@@ -24,7 +24,7 @@ from typing import IO, Any, Literal
 from candle_lab.models import interpret, run_model
 from candle_lab.store.layout import LOG_FILE, MODEL_FILE, RESULT_FILE, STARTS_DIR
 from candle_lab.trial.context import TrialContext, TrialTimeout, _current, _running, forget, schedule_start_event
-from candle_lab.trial.output import output_to
+from candle_lab.trial.output import configure_native_logs, output_to, verbose
 from candle_lab.trial.protocol import Reason, StartEvent, TrialOutcome, TrialTask
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def configure_resources(task: TrialTask, worker_name: str | None) -> str | None:
         os.environ.setdefault(var, str(task.cores))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(min(2, task.cores)))
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    configure_native_logs()  # TensorFlow's notices: none unless --verbose
     if task.gpus > 0 and "SLURM_JOB_ID" not in os.environ and worker_name is not None and worker_name.isdigit():
         # Local cluster on a GPU machine: worker i gets GPUs i*g .. i*g+g-1.
         first = int(worker_name) * task.gpus
@@ -70,6 +70,15 @@ def configure_resources(task: TrialTask, worker_name: str | None) -> str | None:
     elif task.gpus == 0 and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU trial must not grab a GPU
     return os.environ.get("CUDA_VISIBLE_DEVICES") or None
+
+
+def _own_process(worker: Any) -> bool:
+    """Whether this process runs one trial at a time, on its own: a dask worker process
+    (started by a nanny) with one thread. Its descriptors 1 and 2 may then be the trial's."""
+    if worker is None or not getattr(worker, "nanny", None):
+        return False  # worker threads in the host program: its descriptors are the host's
+    state = getattr(worker, "state", None)
+    return getattr(state, "nthreads", 0) == 1
 
 
 def _save_model(result: Any, run_dir: Path) -> str | None:
@@ -114,7 +123,9 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             (run_dir / RESULT_FILE).unlink(missing_ok=True)
         if task.attempt > 1 or (task.fn is None and task.model.get("kind") != "callable"):
             ctx.prepare_dir()  # models that use their run folder; callables get it once they last
-        with output_to(run_dir / LOG_FILE):
+        # The model's output, native (TensorFlow's C++ log, CUDA) included, is the run's;
+        # with --verbose native output stays where it was (the terminal, driver.log).
+        with output_to(run_dir / LOG_FILE, native=_own_process(worker) and not verbose()):
             raw = run_model(task, run_dir)
             result = interpret(raw, task.metric)
             if task.save_model:

@@ -107,6 +107,53 @@ def test_run_status_report_list(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert out_file.stat().st_size > 100_000  # plotly is inlined: the report works offline
 
 
+def test_report_plotly_shared_and_cdn_keep_reports_small(tmp_path: Path, client: Any,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from plotly.offline import get_plotlyjs
+
+    from candle_lab import api
+    from candle_lab.errors import SpecError
+    from candle_lab.html_report import write_report
+
+    root = tmp_path / "experiments"
+    space = [{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.05}]
+    exps = [api.run(model_spec("sleepy", space=space, budget={"max_trials": 2}), client=client, root=root)
+            for _ in range(2)]
+    inline = tmp_path / "inline.html"
+    assert main(["--root", str(root), "report", exps[0].id, "-o", str(inline)]) == 0
+    assert inline.stat().st_size > 3_000_000  # the default: plotly.js inside, works offline
+    assert capsys.readouterr().out.strip() == str(inline)
+
+    shared = root / "plotly.min.js"
+    for i, exp in enumerate(exps):
+        assert main(["--root", str(root), "report", exp.id, "--plotly", "shared"]) == 0
+        if i == 0:
+            written = shared.stat().st_mtime_ns
+        report = exp.path / "report.html"
+        assert capsys.readouterr().out.strip() == str(report)
+        page = report.read_text(encoding="utf-8")
+        assert report.stat().st_size < 200_000 and f"candle_lab report: {exp.id}" in page
+        assert '<script charset="utf-8" src="../plotly.min.js"></script>' in page and "cdn.plot.ly" not in page
+        assert (report.parent / "../plotly.min.js").resolve() == shared
+    assert shared.read_text(encoding="utf-8") == get_plotlyjs()  # one copy, written once for both
+    assert shared.stat().st_mtime_ns == written
+    assert sorted(p.name for p in root.iterdir()) == [exps[0].id, exps[1].id, "plotly.min.js"]
+
+    cdn = tmp_path / "cdn.html"
+    assert main(["--root", str(root), "report", exps[1].id, "-o", str(cdn), "--plotly", "cdn"]) == 0
+    page = cdn.read_text(encoding="utf-8")
+    assert cdn.stat().st_size < 200_000 and 'src="https://cdn.plot.ly/plotly-' in page and "plotly.min.js\"" not in page
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--root", str(root), "report", exps[0].id, "--plotly", "cnd"])
+    assert exited.value.code == 2
+    assert "--plotly: invalid choice: 'cnd' (choose from" in capsys.readouterr().err
+    with pytest.raises(SpecError) as bad:
+        write_report(exps[0], tmp_path / "bad.html", plotly="cnd")
+    assert "plotly: expected one of 'inline', 'cdn', 'shared', got 'cnd' (did you mean 'cdn'?)" in str(bad.value)
+    assert not (tmp_path / "bad.html").exists()
+
+
 def test_unknown_experiment_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--root", str(tmp_path), "status", "EXP042"]) == 1
     err = capsys.readouterr().err

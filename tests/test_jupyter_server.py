@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ async def test_lists_experiments_with_status_and_best(jp_fetch: Any, finished: a
     assert listed["id"] == finished.id and listed["state"] == "completed"
     assert listed["completed"] == 3 and listed["progress"] == 1.0 and listed["max_trials"] == 3
     assert listed["best"] == pytest.approx(best.objective)
+    assert (listed["metric"], listed["direction"], listed["algorithm"]) == ("loss", "minimize", "random")
+    assert listed["duration"] > 0  # what the sidebar shows next to the algorithm
 
 
 async def test_experiment_detail_has_spec_and_trials(jp_fetch: Any, finished: api.Experiment) -> None:
@@ -63,6 +66,41 @@ async def test_experiment_detail_has_spec_and_trials(jp_fetch: Any, finished: ap
     assert elsewhere.name == "EXP001"
     assert (await _json(jp_fetch, "experiments", elsewhere.name))[0] == 404  # only ids in the server's folder
     assert (await _json(jp_fetch, "experiments", str(elsewhere)))[0] == 404  # never a path
+
+
+async def test_report_is_written_when_out_of_date_and_served_as_html(jp_fetch: Any,
+                                                                     finished: api.Experiment) -> None:
+    report, db = finished.path / "report.html", finished.path / "experiment.db"
+    assert not report.exists()  # api.run writes none: the route writes it
+    first = await jp_fetch("candle-lab", "api", "experiments", finished.id, "report")
+    assert first.code == 200 and first.headers["Content-Type"].startswith("text/html")
+    page = first.body.decode()
+    assert f"candle_lab report: {finished.id}" in page and page == report.read_text(encoding="utf-8")
+    assert "Plotly.newPlot" in page and "sandbox allow-scripts" in first.headers["Content-Security-Policy"]
+    written = report.stat().st_mtime_ns
+
+    again = await jp_fetch("candle-lab", "api", "experiments", finished.id, "report")
+    assert again.body == first.body and report.stat().st_mtime_ns == written  # store unchanged: not rewritten
+
+    later = time.time() + 5
+    os.utime(db, (later, later))  # the store changed after the report was written
+    await jp_fetch("candle-lab", "api", "experiments", finished.id, "report")
+    assert report.stat().st_mtime_ns > written
+
+
+@pytest.mark.parametrize(
+    ("exp_id", "code", "words"),
+    [
+        ("EXP.1", 400, "experiment: expected an experiment id like EXP003"),
+        ("%2E%2E", 400, "experiment: expected an experiment id like EXP003"),
+        ("EXP999", 404, "experiment: no experiment 'EXP999'"),
+    ],
+)
+async def test_report_of_a_bad_or_unknown_id_names_the_field(jp_fetch: Any, root: Path, exp_id: str, code: int,
+                                                             words: str) -> None:
+    got, body = await _json(jp_fetch, "experiments", exp_id, "report")
+    assert got == code and words in body["message"], body
+    assert not root.exists() or not any(root.rglob("report.html"))
 
 
 async def test_info_points_at_the_proxied_dashboard(jp_fetch: Any, jp_base_url: str, root: Path) -> None:
@@ -160,6 +198,7 @@ async def test_unknown_api_routes_answer_json_404(jp_fetch: Any) -> None:
         ("POST", ("experiments",)),
         ("GET", ("experiments", "EXP000")),
         ("POST", ("experiments", "EXP000", "stop")),
+        ("GET", ("experiments", "EXP000", "report")),
         ("POST", ("experiments", "EXP000", "trials", "0", "stop")),
         ("GET", ("no", "such", "route")),
     ],

@@ -4,6 +4,7 @@ driven by Playwright): launcher card, experiments sidebar, dashboard tabs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -67,6 +68,27 @@ def test_launcher_sidebar_and_dashboard_tab(running: api.Experiment, tmp_path: P
         item.wait_for(timeout=30_000)
         _wait(lambda: item.get_attribute("data-state") == "running", 60, "the experiment running in the sidebar", page)
         assert "lab-running" in item.inner_text()
+        # the metric with its direction, the algorithm and how long it has run, a report link
+        _wait(lambda: re.search(r"best loss ↓ \d", item.inner_text()) is not None, 60, "a best loss", page)
+        counts = item.locator(".candle-lab-experiment-counts").inner_text()
+        assert re.fullmatch(r"\d+/100 trials · [01] running · best loss ↓ [\d.e+-]+", counts), counts
+        search = item.locator(".candle-lab-experiment-search").inner_text()
+        assert re.fullmatch(r"random · \d+\.\d (s|min)", search), search
+        link = item.locator("a.candle-lab-report")
+        assert link.get_attribute("href") == f"{url}/candle-lab/api/experiments/{running.id}/report"
+        assert link.get_attribute("target") == "_blank"
+        with page.context.expect_page(timeout=60_000) as opened:
+            link.click()
+        report = opened.value
+        report.wait_for_load_state(timeout=60_000)
+        assert f"candle_lab report: {running.id}" in report.locator("h1").inner_text()
+        report.locator(".plotly-graph-div").first.wait_for(timeout=30_000)  # plotly ran (sandboxed, same file)
+        report.close()
+        page.bring_to_front()  # a page behind another tab draws no frames: screenshots would wait
+        page.wait_for_timeout(500)
+        dashboard_tab = page.locator(".lm-TabBar-tab", has_text=f"CANDLE Lab: {running.id}")
+        assert dashboard_tab.count() == 0  # the link's click did not also open the dashboard
+        page.screenshot(path=SHOTS / "jupyterlab-sidebar.png")
 
         item.click()
         page.locator(".lm-TabBar-tab", has_text=f"CANDLE Lab: {running.id}").wait_for(timeout=30_000)

@@ -6,6 +6,7 @@ Routes (under the server's base URL):
     GET  candle-lab/api/experiments                          every experiment: status, progress, best
     POST candle-lab/api/experiments                          submit a spec (JSON body) -> 201
     GET  candle-lab/api/experiments/EXP003                   status, spec, trials
+    GET  candle-lab/api/experiments/EXP003/report            its HTML report (written when out of date)
     POST candle-lab/api/experiments/EXP003/stop              stop the search
     POST candle-lab/api/experiments/EXP003/trials/7/stop     stop one trial
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,12 +20,15 @@ from candle_lab import __version__, api, settings
 from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import spec_from_dict
 from candle_lab.store import DB_NAME
+from candle_lab.store.layout import REPORT_NAME
 
 log = logging.getLogger(__name__)
 
 API = "candle-lab/api"
 APP = "candle-lab-app"  # the Panel app behind jupyter-server-proxy (see candle_lab.server.proxy)
-EXP = r"(?P<exp_id>[A-Za-z0-9_-]+)"  # an id in the experiments folder, never a path
+EXP_ID = r"[A-Za-z0-9_-]+"  # an id in the experiments folder, never a path
+EXP = rf"(?P<exp_id>{EXP_ID})"
+ANY_EXP = r"(?P<exp_id>[^/]+)"  # any path segment: checked against EXP by the handler (400 naming it)
 MAX_BODY = 1 << 20  # a spec is a few kB; larger bodies are refused before parsing
 
 
@@ -160,6 +166,52 @@ class EnsembleHandler(BaseHandler):
         self.started(lambda: api.ensemble(exp, wait=False, root=self.root, **body))
 
 
+class ReportHandler(BaseHandler):
+    """The experiment's HTML report (``report.html``), written first when it is missing or
+    older than the experiment's store. Its scripts run in a sandbox (a unique origin, as
+    Jupyter serves HTML files): they cannot call the server with the user's login."""
+
+    _locks: ClassVar[dict[Path, threading.Lock]] = {}
+    _guard = threading.Lock()
+
+    @property
+    def content_security_policy(self) -> str:
+        # Not APIHandler's "default-src 'none'": it would block the report's plotly.
+        return super(APIHandler, self).content_security_policy + "; sandbox allow-scripts"
+
+    @tornado.web.authenticated
+    async def get(self, exp_id: str) -> None:
+        if not re.fullmatch(EXP_ID, exp_id):
+            expected = "an experiment id like EXP003 (letters, digits, _ and -)"
+            self.fail(400, f"experiment: {expected_got(expected, exp_id)}")
+            return
+        exp = self.experiment(exp_id)
+        if exp is None:
+            return
+        try:
+            page = await asyncio.to_thread(self.report, exp)  # plotting takes seconds: off the event loop
+        except CandleLabError as exc:
+            self.fail(400, str(exc))
+            return
+        self.finish(page, set_content_type="text/html; charset=UTF-8")
+
+    @classmethod
+    def report(cls, exp: api.Experiment) -> str:
+        """The report's text, written anew when the store changed since it was written."""
+        from candle_lab.html_report import write_report
+
+        with cls._guard:
+            lock = cls._locks.setdefault(exp.path.resolve(), threading.Lock())
+        with lock:  # one writer per experiment; a request meanwhile waits, then reads its file
+            out = exp.path / REPORT_NAME
+            store = [exp.path / DB_NAME, exp.path / f"{DB_NAME}-wal"]  # WAL: recent writes may sit in -wal
+            changed = max(f.stat().st_mtime_ns for f in store if f.exists())
+            if not out.is_file() or out.stat().st_mtime_ns < changed:
+                write_report(exp)
+                log.info("wrote the report of %s", exp.id)
+            return out.read_text(encoding="utf-8")
+
+
 class NotFoundHandler(BaseHandler):
     """Any other path under the API: a JSON 404 (not Jupyter's HTML page)."""
 
@@ -188,6 +240,7 @@ def setup_handlers(serverapp: Any) -> None:
             (url_path_join(base, "experiments", EXP), ExperimentHandler),
             (url_path_join(base, "experiments", EXP, "stop"), StopHandler),
             (url_path_join(base, "experiments", EXP, "ensemble"), EnsembleHandler),
+            (url_path_join(base, "experiments", ANY_EXP, "report"), ReportHandler),
             (url_path_join(base, "experiments", EXP, "trials", r"(?P<trial_id>\d+)", "stop"), StopHandler),
             (url_path_join(base, ".*"), NotFoundHandler),
         ],

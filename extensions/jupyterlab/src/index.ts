@@ -54,6 +54,12 @@ export interface IExperiment {
   best: number | null;
   progress: number | null;
   max_trials: number | null;
+  /** The objective's metric and whether lower or higher is better. */
+  metric?: string;
+  direction?: 'minimize' | 'maximize';
+  algorithm?: string;
+  /** Seconds from the first trial queued to the last one's end (or now); null before any. */
+  duration?: number | null;
 }
 
 /** GET/POST a route of the server extension; errors carry the server's message. */
@@ -86,11 +92,32 @@ class DashboardFrame extends IFrame {
   }
 }
 
-function formatBest(best: number | null): string {
-  return best === null || best === undefined ? '–' : Number(best).toPrecision(4);
+/** The best objective to 4 significant figures, without trailing zeros (0.07031, 1.5). */
+export function formatBest(best: number | null): string {
+  return best === null || best === undefined ? '–' : String(Number(Number(best).toPrecision(4)));
 }
 
-/** The left sidebar: experiments with state, progress and best, refreshed live. */
+/** "best val_loss ↓ 0.07031": the metric, ↓ when minimized or ↑ when maximized, the best. */
+export function formatObjective(e: IExperiment): string {
+  const arrow = e.direction === 'maximize' ? '↑' : '↓';
+  return e.metric ? `best ${e.metric} ${arrow} ${formatBest(e.best)}` : `best ${formatBest(e.best)}`;
+}
+
+/** A duration in seconds as "5.2 s", "3.1 min" or "2.4 h". */
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  return seconds < 3600 ? `${(seconds / 60).toFixed(1)} min` : `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** The experiment's HTML report, written by the server extension when out of date. */
+export function reportUrl(experiment: string): string {
+  return URLExt.join(PageConfig.getBaseUrl(), 'candle-lab', 'api', 'experiments', encodeURIComponent(experiment),
+                     'report');
+}
+
+/** The left sidebar: experiments with state, progress, best, search and a report link, refreshed live. */
 class ExperimentsSidebar extends Widget {
   private list: HTMLUListElement;
   private status: HTMLDivElement;
@@ -177,8 +204,24 @@ class ExperimentsSidebar extends Widget {
     const counts = document.createElement('div');
     counts.className = 'candle-lab-experiment-counts';
     const budget = e.max_trials ? `/${e.max_trials}` : '';
-    counts.textContent = `${e.completed + e.failed}${budget} trials · ${e.running} running · best ${formatBest(e.best)}`;
-    li.append(head, name, progress, counts);
+    const done = e.completed + e.failed;
+    counts.textContent = `${done}${budget} trials · ${e.running} running · ${formatObjective(e)}`;
+    const meta = document.createElement('div');
+    meta.className = 'candle-lab-experiment-meta';
+    const search = document.createElement('span');
+    search.className = 'candle-lab-experiment-search';
+    const duration = e.duration === null || e.duration === undefined ? [] : [formatDuration(e.duration)];
+    search.textContent = [e.algorithm || '', ...duration].filter(Boolean).join(' · ');
+    const report = document.createElement('a');
+    report.className = 'candle-lab-report';
+    report.href = reportUrl(e.id);
+    report.target = '_blank';
+    report.rel = 'noopener';
+    report.textContent = 'report';
+    report.title = `Open the HTML report of ${e.id} in a new browser tab`;
+    report.onclick = event => event.stopPropagation(); // the link only, not the item's dashboard tab
+    meta.append(search, report);
+    li.append(head, name, progress, counts, meta);
     li.onclick = () => this.open(e.id);
     return li;
   }

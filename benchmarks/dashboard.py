@@ -5,10 +5,15 @@
 2. A 10,000-trial experiment (128 workers): open its dashboard → all 10,000 bars drawn.
    Target: ≤ 1.5 s for the Gantt (server builds the rows, the browser draws them); the
    page's own start-up (scripts, websocket, the other charts) is shown next to it.
+3. A 100,000-trial experiment (4 parameters, 1,024 trials still running), as the
+   dashboard server serves it: page open ≤ 3 s, each plot ≤ 1 s (built on the server and
+   what it sends), a poll while trials run ≤ 200 ms, the server process ≤ 1 GB; the report
+   of that experiment written in ≤ 10 s, and its size with plotly inline and shared.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import sys
@@ -122,6 +127,170 @@ def _open_10k(page: Any, url: str, exp_dir: Path, empty: Path, n: int) -> dict[s
     return {"server_s": server_s, "draw_s": draw_ms / 1000, "page_empty_s": empty_s, "page_full_s": full_s}
 
 
+def _fill_big(exp_dir: Path, n: int, workers: int, running: int, seed: int = 1) -> None:
+    """``n`` trials of a 4-parameter search, the last ``running`` of them still running."""
+    from candle_lab.store import DB_NAME, Store
+
+    rng = random.Random(seed)
+    free = [1.7e9] * workers
+    with Store(exp_dir / DB_NAME) as store:
+        for trial_id in range(n):
+            lane = min(range(workers), key=free.__getitem__)
+            start, duration = free[lane] + rng.uniform(0.01, 0.5), rng.lognormvariate(4.0, 0.5)
+            free[lane] = start + duration
+            params = {"lr": 10 ** rng.uniform(-5, -1), "units": rng.choice([32, 64, 128, 256]),
+                      "act": rng.choice(["relu", "tanh", "elu"]), "dropout": rng.random() / 2}
+            store.add_trial(trial_id, f"RUN{trial_id:06d}", params, queued=start)
+            worker = f"tcp://10.0.{lane // 256}.{lane % 256}:40000"
+            if trial_id >= n - running:
+                store.mark_running(trial_id, 1, worker=worker, host=f"cn{lane // 8:03d}", gpu=str(lane % 8),
+                                   started=start)
+                continue
+            loss = (math.log10(params["lr"]) + 3) ** 2 + params["dropout"] + rng.gauss(0, 0.1)
+            store.finish_trial(trial_id, "completed", objective=loss, worker=worker, host=f"cn{lane // 8:03d}",
+                               gpu=str(lane % 8), started=start, ended=free[lane])
+        store.set_meta(state="running", heartbeat=time.time())
+        store.commit()
+
+
+def _plots_100k(exp_dir: Path) -> list[tuple[str, float, int]]:
+    """Each chart of the dashboard as the server builds it for this experiment: seconds,
+    and bytes of what goes to the browser (Bokeh sources, plotly figures as JSON)."""
+    import json
+
+    from bokeh.core.json_encoder import serialize_json
+
+    from candle_lab import figures
+    from candle_lab.ui.charts import BestChart, CurvesChart, GanttChart, UtilizationChart
+    from candle_lab.ui.state import ExperimentMonitor
+
+    m = ExperimentMonitor()
+    m.open(exp_dir)
+    metric, direction = "objective", m.direction
+    builds: dict[str, Any] = {
+        "Gantt": lambda: _bokeh(GanttChart(), lambda c: c.update(m.gantt())),
+        "utilization": lambda: _bokeh(UtilizationChart(), lambda c: c.update(m.running_series(), 1024)),
+        "best so far": lambda: _bokeh(BestChart(), lambda c: c.update(m.best_curve(), metric)),
+        "loss curves": lambda: _bokeh(CurvesChart(), lambda c: c.update(m.curves(), metric)),
+        "trials table": m.table,
+        "parallel coordinates": lambda: figures.parallel_figure(*m.parallel(), metric, direction),
+        "importance": lambda: figures.importance_figure(m.importance()),
+        "slices": lambda: figures.slice_figure(m.slices(), metric),
+        "contour": lambda: figures.contour_figure(m.contour("lr", "dropout"), metric),
+        "EDF": lambda: figures.edf_figure(m.edf(), metric),
+    }
+    out = []
+    for name, build in builds.items():
+        start = time.perf_counter()
+        built = build()
+        seconds = time.perf_counter() - start
+        if hasattr(built, "to_json"):
+            size = len(built.to_json())
+        elif isinstance(built, dict):
+            size = len(serialize_json(built))
+        else:
+            size = len(json.dumps(built.to_dict("records"), default=str))
+        out.append((name, seconds, size))
+    m.close()
+    return out
+
+
+def _bokeh(chart: Any, fill: Any) -> dict[str, Any]:
+    fill(chart)
+    sources = [v for v in vars(chart).values() if hasattr(v, "data") and hasattr(v, "selected")]
+    return {k: list(map(_plain, v)) for src in sources for k, v in src.data.items()}
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _poll_100k(exp_dir: Path, rounds: int) -> list[float]:
+    """A trial of the 100,000 finishes and another starts, then the dashboard's poll."""
+    from candle_lab.store import DB_NAME, Store
+    from candle_lab.ui.state import ExperimentMonitor
+
+    m = ExperimentMonitor()
+    m.open(exp_dir)
+    running = m.running_trials()
+    seconds = []
+    with Store(exp_dir / DB_NAME) as store:
+        next_id = int(m.trials["trial_id"].max()) + 1
+        for i in range(rounds):
+            now = time.time()
+            store.finish_trial(running[i], "completed", objective=1.0, worker="tcp://10.0.0.1:40000", host="cn000",
+                               gpu="0", started=now - 60, ended=now)
+            store.add_trial(next_id + i, f"RUN{next_id + i:06d}", {"lr": 1e-3, "units": 64, "act": "relu",
+                                                                  "dropout": 0.1}, queued=now)
+            store.mark_running(next_id + i, 1, worker="tcp://10.0.0.1:40000", host="cn000", gpu="0", started=now)
+            store.commit()
+            start = time.perf_counter()
+            m.refresh()
+            seconds.append(time.perf_counter() - start)
+    m.close()
+    return seconds
+
+
+def _server_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _report_100k(exp_dir: Path) -> dict[str, float]:
+    from candle_lab.html_report import write_report
+
+    start = time.perf_counter()
+    inline = write_report(exp_dir, exp_dir / "report-inline.html")
+    seconds = time.perf_counter() - start
+    shared = write_report(exp_dir, exp_dir / "report-shared.html", plotly="shared")
+    return {"seconds": seconds, "inline_mb": inline.stat().st_size / 1e6, "shared_mb": shared.stat().st_size / 1e6}
+
+
+def _scale_rows(root: Path, url: str, page: Any, proc: Any, n: int) -> list[dict[str, Any]]:
+    """Section 3: the 100,000-trial experiment."""
+    from candle_lab import api
+
+    big = api.create_experiment({**SPEC, "name": "huge", "compute": {"workers": 1024},
+                                 "space": [{"name": "lr", "type": "real", "low": 1e-5, "high": 0.1, "log": True},
+                                           {"name": "units", "type": "categorical", "choices": [32, 64, 128, 256]},
+                                           {"name": "act", "type": "categorical", "choices": ["relu", "tanh", "elu"]},
+                                           {"name": "dropout", "type": "real", "low": 0, "high": 0.5}]}, root)
+    _fill_big(big, n, 1024, running=1024)
+    page.goto(f"{url}?experiment={big.name}")  # warm: scripts cached, as a returning user's browser
+    page.wait_for_function(GANTT_ROWS, arg=1, timeout=180_000)
+    opens = []
+    for _ in range(3):
+        start = time.perf_counter()
+        page.goto(f"{url}?experiment={big.name}")
+        page.wait_for_function(GANTT_ROWS, arg=1, polling="raf", timeout=180_000)
+        page.locator(".experiment-id").wait_for(timeout=60_000)
+        opens.append(time.perf_counter() - start)
+    rss = _server_rss_mb(proc.pid)
+    plots = _plots_100k(big)
+    polls = _poll_100k(big, 10)
+    report = _report_100k(big)
+    rows: list[dict[str, Any]] = [
+        {"figure": f"open dashboard page, {n:,}-trial experiment (median of 3)", "seconds": statistics.median(opens),
+         "target": 3.0, "pass": statistics.median(opens) <= 3.0},
+    ]
+    rows += [{"figure": f"{name} of {n:,} trials: built on the server ({size / 1e6:.2f} MB sent)", "seconds": sec,
+              "target": 1.0, "pass": sec <= 1.0} for name, sec, size in plots]
+    rows += [
+        {"figure": f"poll while trials run, {n:,} trials, 1,024 running (worst of {len(polls)})", "seconds": max(polls),
+         "target": 0.2, "pass": max(polls) <= 0.2},
+        {"figure": f"dashboard server peak memory with the {n:,}-trial experiment open (MB)", "seconds": rss,
+         "target": 1024, "pass": rss <= 1024},
+        {"figure": f"report of {n:,} trials written", "seconds": report["seconds"], "target": 10.0,
+         "pass": report["seconds"] <= 10.0},
+        {"figure": "report size, plotly inline (MB)", "seconds": report["inline_mb"]},
+        {"figure": "report size, plotly shared (MB)", "seconds": report["shared_mb"]},
+    ]
+    return rows
+
+
 def main(quick: bool = False) -> list[dict[str, Any]]:
     try:
         import panel  # noqa: F401
@@ -150,10 +319,11 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         _fill(big, n, 128)
         empty = api.create_experiment({**SPEC, "name": "one"}, root)
         _fill(empty, 1, 1)
-        with dashboard_server(root) as (url, _), chromium() as browser:
+        with dashboard_server(root) as (url, proc), chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             latency = _latency(page, url, live, rounds)
             opened = _open_10k(page, url, big, empty, n)
+            scale = _scale_rows(root, url, page, proc, 10_000 if quick else 100_000)
 
     gantt_s = opened["server_s"] + opened["draw_s"]
     worst = max(latency)
@@ -179,6 +349,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         },
         {"figure": "open dashboard page, 1-trial experiment", "seconds": opened["page_empty_s"]},
         {"figure": f"open dashboard page, {n}-trial experiment", "seconds": opened["page_full_s"]},
+        *scale,
     ]
     table(
         "6. live dashboard in headless Chromium",

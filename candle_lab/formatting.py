@@ -35,6 +35,17 @@ def duration(seconds: float | None) -> str:
     return f"{value:.2g} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
+def as_entered(seconds: float | None) -> str:
+    """Seconds as a spec writes them, in the largest unit that divides them: "5m", "2h",
+    "90m", "45s" (what :func:`candle_lab.spec.parse_duration` reads back); "" for none."""
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def params(values: Mapping[str, Any], digits: int = 4) -> str:
     """Parameters for a summary line: "lr=0.003162, units=64, act=relu"."""
     return ", ".join(f"{k}={number(v, digits)}" for k, v in values.items())

@@ -15,6 +15,8 @@ Variable                   Meaning                                    Read with 
 ``CANDLE_LAB_DRIVER_JOB``  set (to 1) in portal sessions (Open        :func:`driver_job` (unset: detached
                            OnDemand): detached drivers are SLURM      drivers are processes beside their
                            jobs of their own                          caller)
+``CANDLE_LAB_VERBOSE``     ``candle-lab -v`` was asked (set for the   :func:`verbose` (unset: quiet; native
+                           workers and drivers it starts)             output goes to the trial's log)
 =========================  =========================================  ====================================
 
 Set by candle_lab for the processes it starts (never read by candle_lab itself):
@@ -40,6 +42,7 @@ DATA_ENV = "CANDLE_LAB_DATA"
 DRIVER_JOB_ENV = "CANDLE_LAB_DRIVER_JOB"
 PARAMS_ENV = "CANDLE_LAB_PARAMS"
 RUN_DIR_ENV = "CANDLE_LAB_RUN_DIR"
+VERBOSE_ENV = "CANDLE_LAB_VERBOSE"
 
 
 def _value(name: str) -> str | None:
@@ -82,3 +85,15 @@ def data_dir() -> Path | None:
 def driver_job() -> bool:
     """Whether ``$CANDLE_LAB_DRIVER_JOB`` is set (to anything but the empty string)."""
     return _value(DRIVER_JOB_ENV) is not None
+
+
+def verbose() -> bool:
+    """Whether ``--verbose`` was asked, here or by the process that started this one
+    (``$CANDLE_LAB_VERBOSE`` set to anything but "", "0", "false", "no")."""
+    return (_value(VERBOSE_ENV) or "").strip().lower() not in ("", "0", "false", "no")
+
+
+def share_verbose() -> None:
+    """Tell the processes started from this one (workers, a detached driver) that
+    ``--verbose`` was asked."""
+    os.environ[VERBOSE_ENV] = "1"

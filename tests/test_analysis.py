@@ -108,3 +108,12 @@ def test_numbers_as_people_read_them() -> None:
     assert formatting.number(None) == "–"
     assert [formatting.duration(s) for s in (0.4, 5.23, 52, 180, 9000)] == ["0.4 s", "5.2 s", "52 s", "3 min", "2.5 h"]
     assert formatting.params({"lr": 0.00316227766, "units": 64, "act": "relu"}) == "lr=0.003162, units=64, act=relu"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(300.0, "5m"), (7200.0, "2h"), (5400.0, "90m"), (45.0, "45s"),
+                                               (86400.0, "1d"), (None, "")])
+def test_durations_shown_as_entered_read_back_the_same(seconds: float | None, text: str) -> None:
+    from candle_lab.spec import parse_duration
+
+    assert formatting.as_entered(seconds) == text
+    assert parse_duration(text) == seconds

@@ -43,8 +43,8 @@ def test_incremental_poll_equals_a_full_read(tmp_path: Path) -> None:
         store.commit()
     reader = monitor._store
     assert reader is not None
-    original = reader.trials
-    reader.trials = lambda *a, **k: read.append(len(rows := original(*a, **k))) or rows  # type: ignore[method-assign]
+    original = reader._trial_rows
+    reader._trial_rows = lambda *a, **k: read.append(len(rows := original(*a, **k))) or rows  # type: ignore[method-assign]
     assert monitor.refresh()
     with Store(path / DB_NAME, readonly=True) as other:
         full = other.trials_frame()

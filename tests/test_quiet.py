@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 import candle_lab
-from candle_lab.trial.output import QUIET_ENV, VERBOSE_ENV, configure_native_logs, native_output_to, verbose
+from candle_lab.settings import VERBOSE_ENV, verbose
+from candle_lab.trial.output import QUIET_ENV, configure_native_logs, native_output_to
 
 CLI = [sys.executable, "-m", "candle_lab.cli"]
 # A line of TensorFlow's/absl's C++ log ("I0000 00:00:... file.cc:31] ...") or absl's notice.

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from candle_lab import settings
+
 
 class _LazyLog(io.TextIOBase):
     """The run's log file, created on the first write (most fast models print nothing)."""
@@ -200,15 +202,9 @@ def _restore(saved: list[int]) -> None:
         os.close(copy)
 
 
-VERBOSE_ENV = "CANDLE_LAB_VERBOSE"
 # The native log levels outside --verbose; a value already in the environment is kept.
 # TF_CPP_MIN_LOG_LEVEL 2: TensorFlow's C++ errors only (no oneDNN, CPU-feature, ... notices).
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR"}
-
-
-def verbose() -> bool:
-    """Whether ``--verbose`` was asked, here or by the process that started this one."""
-    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def configure_native_logs(asked: bool = False) -> None:
@@ -217,8 +213,8 @@ def configure_native_logs(asked: bool = False) -> None:
     (``--verbose``): say so to them (trials then leave descriptors 1 and 2 alone); else
     the quiet levels, unless set already."""
     if asked:
-        os.environ[VERBOSE_ENV] = "1"
-    if verbose():
+        settings.share_verbose()
+    if settings.verbose():
         return
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)

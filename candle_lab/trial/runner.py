@@ -21,10 +21,11 @@ import traceback
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from candle_lab import settings
 from candle_lab.models import interpret, run_model
 from candle_lab.store.layout import LOG_FILE, MODEL_FILE, RESULT_FILE, STARTS_DIR
 from candle_lab.trial.context import TrialContext, TrialTimeout, _current, _running, forget, schedule_start_event
-from candle_lab.trial.output import configure_native_logs, output_to, verbose
+from candle_lab.trial.output import configure_native_logs, output_to
 from candle_lab.trial.protocol import Reason, StartEvent, TrialOutcome, TrialTask
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             ctx.prepare_dir()  # models that use their run folder; callables get it once they last
         # The model's output, native (TensorFlow's C++ log, CUDA) included, is the run's;
         # with --verbose native output stays where it was (the terminal, driver.log).
-        with output_to(run_dir / LOG_FILE, native=_own_process(worker) and not verbose()):
+        with output_to(run_dir / LOG_FILE, native=_own_process(worker) and not settings.verbose()):
             raw = run_model(task, run_dir)
             result = interpret(raw, task.metric)
             if task.save_model:

@@ -22,7 +22,7 @@ import pandas as pd
 import param
 from pydantic import ValidationError
 
-from candle_lab import api
+from candle_lab import api, formatting
 from candle_lab.clusters.profiles import available_profiles, load_profile, resolve
 from candle_lab.errors import CandleLabError, SpecError, expected_got, from_pydantic
 from candle_lab.gallery import gallery_model, gallery_models
@@ -281,10 +281,6 @@ def _given(path: str | os.PathLike[str], field: str) -> Path:
     return Path(path)
 
 
-def _blank_if_none(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 _PARAMETER_FIELD = re.compile(r"^space\.parameters\[(\d+)\](?: \([^)]*\))?\.?(.*)$")
 
 
@@ -476,7 +472,7 @@ class SpecForm(param.Parameterized):
                 truncation=s.truncation,
                 resample_probability=s.resample_probability,
                 max_trials=b.max_trials,
-                max_time=_blank_if_none(data["budget"].get("max_time")),
+                max_time=formatting.as_entered(data["budget"].get("max_time")),
                 target=b.target,
                 metric=o.metric,
                 direction=o.direction,
@@ -487,7 +483,7 @@ class SpecForm(param.Parameterized):
                 memory=c.memory or "",
                 walltime=c.walltime or "",
                 retries=t.retries,
-                timeout=_blank_if_none(data["trial"].get("timeout")),
+                timeout=formatting.as_entered(data["trial"].get("timeout")),
                 problems=[],
             )
         if c.profile not in self.param.profile.objects:  # a profile given as a path

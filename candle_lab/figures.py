@@ -53,7 +53,7 @@ def gantt_figure(trials: pd.DataFrame) -> Any:
         )
     fig.update_layout(
         title="Trials per worker", barmode="overlay", xaxis_title="seconds since the first trial was queued",
-        yaxis_title="worker", bargap=0.15, height=max(300, 40 * rows["lane"].nunique() + 120),
+        yaxis_title="worker", bargap=0.15, height=min(900, max(300, 40 * rows["lane"].nunique() + 120)),
     )
     return fig
 

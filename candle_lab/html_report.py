@@ -14,6 +14,7 @@ import html
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from candle_lab import analysis, formatting, monitor
 from candle_lab.api import Experiment, open_experiment
@@ -57,7 +58,6 @@ def write_report(
     spec = exp.spec
     trials = exp.trials
     usage = monitor.utilization(trials, spec.compute.workers, spec.compute.gpus, cores_per_worker=spec.compute.cores)
-    best = exp.best
     progress = monitor.thinned(monitor.best_so_far(trials, spec.objective.direction), analysis.MAX_POINTS)
     running = monitor.running_over_time(trials, points=analysis.MAX_POINTS)
 
@@ -100,8 +100,7 @@ def write_report(
         ("workers", str(spec.compute.workers)),
         ("utilization", f"{usage.utilization:.1%} (idle {usage.idle_fraction:.1%}: waiting for workers counts)"),
         ("duration", formatting.duration(span)),
-        ("best", f"{metric} {'↓' if direction == 'minimize' else '↑'} {formatting.number(best.objective)} "
-                 f"(trial {best.trial_id}, {best.run_id}: {formatting.params(best.params)})" if best else "none yet"),
+        ("best", _best_text(top, metric, direction)),
     ]
     if spec.compute.gpus:
         summary.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used, {usage.gpu_hours_idle:.2f} idle"))
@@ -174,3 +173,15 @@ def _plotly_js(mode: str, first: bool, out: Path) -> bool | str:
             partial.replace(shared)  # whole or absent, even with reports written side by side
         return Path(os.path.relpath(shared, out.resolve().parent)).as_posix()
     return "cdn" if mode == "cdn" else True
+
+
+def _best_text(top: Any, metric: str, direction: str) -> str:
+    """The best trial (the first row of :func:`monitor.top_trials`) as the summary says it."""
+    done = top[top["state"] == "completed"] if not top.empty else top
+    if done.empty:
+        return "none yet"
+    row = done.iloc[0]
+    params = {k[6:]: row[k] for k in row.index if k.startswith("param.")}
+    return (f"{metric} {'↓' if direction == 'minimize' else '↑'} {formatting.number(row['objective'])} "
+            f"(trial {int(row['trial_id'])}, {row['run_id']}: {formatting.params(params)})")
+

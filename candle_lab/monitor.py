@@ -80,7 +80,6 @@ def _intervals(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     now = time.time() if now is None else now
     ran["start"] = ran["started"].astype(float)
     ran["end"] = ran["ended"].astype(float).where(ran["ended"].notna(), now)
-    ran["lane"] = lanes(ran)
     return ran
 
 
@@ -88,7 +87,8 @@ def lanes(trials: pd.DataFrame) -> pd.Series:
     """The Gantt lane of each trial: one stable, readable name per worker ("worker 0",
     "job 1234 · GPU 0"), whatever the store holds: a bare dask worker name ("0") or a
     worker's address ("tcp://10.0.0.5:39167", from older runs) reads as "worker …"."""
-    lane = trials["worker"].map(lane_name)
+    worker = trials["worker"]
+    lane = worker.map({w: lane_name(w) for w in worker.unique()})  # per worker, not per trial
     if "gpu" in trials:
         gpu = trials["gpu"]
         has = gpu.notna() & (gpu.astype(str) != "")
@@ -119,7 +119,7 @@ def gantt_rows(
     so that neighbouring trials are told apart. ``queued=True`` adds waiting trials on a
     lane of their own, from when they were queued until now. With more than ``limit``
     bars, consecutive finished trials of a lane are drawn as one bar each (``trials``
-    says how many; failed if any of them failed; the best objective), so a chart of
+    says how many; failed if any of them failed; the lowest objective), so a chart of
     100,000 trials stays light; running and queued trials always keep a bar of their own."""
     now = time.time() if now is None else now
     ran = _intervals(trials, now)
@@ -133,6 +133,7 @@ def gantt_rows(
     if ran.empty and waiting.empty:
         return pd.DataFrame(columns=GANTT_COLUMNS)
     if not ran.empty:
+        ran["lane"] = lanes(ran)
         ran = ran.sort_values(["lane", "start"])
         ran["trials"] = 1
         if limit is not None and len(ran) + len(waiting) > limit:
@@ -150,20 +151,28 @@ def gantt_rows(
 
 def _grouped_bars(ran: pd.DataFrame, limit: int) -> pd.DataFrame:
     """Finished bars (sorted by lane and start) grouped ``k`` at a time along each lane, ``k``
-    as small as keeps the total within ``limit``; running bars stay single."""
+    as small as keeps the total within ``limit``; running bars stay single. Array code: a
+    100,000-trial Gantt is built in a fraction of a second."""
     live = ran[ran["state"] == "running"]
     done = ran[ran["state"] != "running"]
     k = max(1, -(-len(done) // max(1, limit - len(live))))
-    group = (done.groupby("lane").cumcount() // k).to_numpy()
-    bars = done.assign(group=group, failed=(done["state"] == "failed").to_numpy()).groupby(
-        ["lane", "group"], sort=False
-    ).agg(
-        trial_id=("trial_id", "first"), start=("start", "min"), end=("end", "max"), state=("state", "first"),
-        objective=("objective", "min"), trials=("trial_id", "size"), failed=("failed", "any"),
-    ).reset_index()
-    bars.loc[bars["failed"], "state"] = "failed"
-    bars.loc[~bars["failed"] & (bars["trials"] > 1), "state"] = "completed"
-    return pd.concat([bars.drop(columns=["group", "failed"]), live], ignore_index=True).sort_values(["lane", "start"])
+    lane = done["lane"].to_numpy()
+    new_lane = np.r_[True, lane[1:] != lane[:-1]]
+    position = np.arange(len(done)) - np.maximum.accumulate(np.where(new_lane, np.arange(len(done)), 0))
+    heads = np.flatnonzero(new_lane | (position % k == 0))  # first row of each bar
+    failed = np.logical_or.reduceat((done["state"] == "failed").to_numpy(), heads)
+    counts = np.diff(np.r_[heads, len(done)])
+    state = done["state"].to_numpy(dtype=object)[heads]
+    bars = pd.DataFrame({
+        "trial_id": done["trial_id"].to_numpy()[heads],
+        "lane": lane[heads],
+        "start": np.minimum.reduceat(done["start"].to_numpy(float), heads),
+        "end": np.maximum.reduceat(done["end"].to_numpy(float), heads),
+        "state": np.where(failed, "failed", np.where(counts > 1, "completed", state)),
+        "objective": np.fmin.reduceat(done["objective"].to_numpy(float), heads),
+        "trials": counts,
+    })
+    return pd.concat([bars, live], ignore_index=True).sort_values(["lane", "start"])
 
 
 def utilization(

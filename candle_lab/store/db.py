@@ -123,6 +123,17 @@ def _plain(value: Any) -> Any:
 JSON_COLUMNS = {"params": "param.", "origin": "origin.", "metrics": "metric."}  # JSON text -> columns
 
 
+@dataclass(frozen=True)
+class Summary:
+    """Counts and extremes of an experiment's trials, from aggregate queries."""
+
+    trials: int
+    counts: dict[str, int]  # trials per state
+    best: float | None  # the best objective of a completed trial
+    first: float | None  # the earliest time a trial was queued or started
+    last: float | None  # the latest end (or start, for a running trial)
+
+
 def _cell(value: Any) -> Any:
     """A table cell: lists (a GA child's parents) as space-separated text."""
     return " ".join(str(v) for v in value) if isinstance(value, list) else value
@@ -299,6 +310,16 @@ class Store:
     def trial(self, trial_id: int) -> TrialRecord | None:
         found = [t for t in self.trials() if t.trial_id == trial_id]
         return found[0] if found else None
+
+    def summary(self, *, maximize: bool = False) -> Summary:
+        """Trials per state, the best objective, the first and last moments of work."""
+        counts = dict(self._db.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+        best, first_queued, first_started, last = self._db.execute(
+            f"SELECT {'MAX' if maximize else 'MIN'}(CASE WHEN state = 'completed' THEN objective END), "
+            "MIN(queued), MIN(started), MAX(COALESCE(ended, started)) FROM trials"
+        ).fetchone()
+        firsts = [t for t in (first_queued, first_started) if t is not None]
+        return Summary(sum(counts.values()), counts, best, min(firsts) if firsts else None, last)
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])

@@ -36,6 +36,7 @@ from candle_lab.ui.state import ExperimentBrowser, ExperimentMonitor
 log = logging.getLogger(__name__)
 
 POLL_MS = 500
+POLL_BACKOFF = 3.0  # a poll that took t seconds skips polls for 3t: the server is busy at most 1/4 of the time
 ANALYSIS_SECONDS = 5.0  # analysis charts are drawn again at most this often while a search runs
 BROWSER_POLL_MS = 5000
 W = pn.widgets
@@ -296,8 +297,9 @@ def _export_name(fmt: str) -> str:
 # ----------------------------------------------------------------------------- dashboard
 class AnalysisView:
     """What the trials say about the space (importance, slices, contour, EDF, parallel
-    coordinates): plotly figures of :mod:`candle_lab.figures`, the report's own. Drawn again
-    when new trials complete, at most every :data:`ANALYSIS_SECONDS` while the search runs."""
+    coordinates): plotly figures of :mod:`candle_lab.figures`, the report's own. Drawn by
+    the app's poll once the page is open, and again when new trials complete, at most every
+    :data:`ANALYSIS_SECONDS` while the search runs."""
 
     def __init__(self, monitor: ExperimentMonitor) -> None:
         self.monitor = monitor
@@ -460,7 +462,6 @@ class DashboardView:
         status = m.status
         self.stop.disabled = status is None or not status.driver_alive
         self.resume.disabled = not m.can_resume()
-        self.analysis.update()
 
 
 def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
@@ -568,6 +569,7 @@ class App(param.Parameterized):
         self.browser = ExperimentBrowser(root=self.root)
         self.form_view = FormView(self.form, on_submit=self.open)
         self.dashboard = DashboardView(self.monitor)
+        self._next_poll = 0.0  # monotonic time before which a poll does nothing
         self.browser_view = BrowserView(self.browser, on_open=self.open)
         self.tabs = pn.Tabs(self.form_view.view, self.dashboard.view, self.browser_view.view, dynamic=False,
                             sizing_mode="stretch_width")
@@ -580,10 +582,20 @@ class App(param.Parameterized):
         self.tabs.active = 1
 
     def poll(self) -> None:
+        """Read the store and draw what changed. A poll that took ``t`` seconds (a 100,000
+        trial experiment) waits ``POLL_BACKOFF × t`` before the next, so the server stays
+        free to answer pages and clicks most of the time."""
+        start = time.monotonic()
+        if start < self._next_poll:
+            return
         try:
             self.monitor.refresh()
+            self.dashboard.analysis.update()  # here, not on opening: the page shows first
         except Exception:  # a store being replaced or removed: keep the session alive
             log.warning("dashboard refresh failed", exc_info=True)
+        finally:
+            end = time.monotonic()
+            self._next_poll = end + POLL_BACKOFF * (end - start)
 
     def panel(self) -> pn.viewable.Viewable:
         header = pn.pane.HTML("<h2 style='margin:0'>candle_lab</h2>", sizing_mode="stretch_width")

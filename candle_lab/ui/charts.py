@@ -26,6 +26,7 @@ from candle_lab.figures import STATE_COLOURS
 from candle_lab.monitor import QUEUE_LANE
 
 HEIGHT = 300
+GANTT_MAX_HEIGHT = 900
 
 
 def _figure(title: str, **kwargs: Any) -> Any:
@@ -64,7 +65,8 @@ class GanttChart:
         lanes = sorted(rows["lane"].unique().tolist(), key=_lane_order, reverse=True)
         if list(self.figure.y_range.factors) != lanes:
             self.figure.y_range.factors = lanes
-            self.figure.height = max(HEIGHT, 24 * len(lanes) + 110)
+            # 24 px a lane up to GANTT_MAX_HEIGHT: 1,024 lanes would make a 25,000 px canvas
+            self.figure.height = min(GANTT_MAX_HEIGHT, max(HEIGHT, 24 * len(lanes) + 110))
         ids = rows["trial_id"].to_numpy()
         self.source.data = {
             "trial_id": ids,

@@ -108,14 +108,14 @@ def importance(trials: pd.DataFrame, direction: str = "minimize", *, seed: int =
     are shuffled), normalised to sum to 1. Columns ``parameter``, ``importance``, ``std``,
     most important first; empty with fewer than 4 completed trials or no varying
     parameter."""
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.inspection import permutation_importance
-
     columns = ["parameter", "importance", "std"]
     done = completed(trials, direction, FIT_ROWS)
     names = varying_parameters(done)
     if len(done) < 4 or not names:
         return pd.DataFrame(columns=columns)
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.inspection import permutation_importance
+
     x = np.column_stack([axis(done, n).values for n in names])
     y = done["objective"].to_numpy(float)
     forest = RandomForestRegressor(n_estimators=32, min_samples_leaf=2, random_state=seed, n_jobs=1).fit(x, y)
@@ -178,6 +178,14 @@ def parallel(trials: pd.DataFrame, direction: str = "minimize") -> tuple[list[Ax
     order) and the objective of each trial drawn."""
     done = completed(trials, direction, MAX_POINTS)
     return [axis(done, n) for n in varying_parameters(done)], done["objective"].to_numpy(float)
+
+
+def preload() -> None:
+    """Import what the analysis uses (scikit-learn, scipy: seconds), e.g. on a server's
+    spare thread before the first experiment is analysed."""
+    import scipy.interpolate  # noqa: F401
+    import sklearn.ensemble
+    import sklearn.inspection  # noqa: F401
 
 
 def _text(value: object) -> str:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 500
 POLL_BACKOFF = 3.0  # a poll that took t seconds skips polls for 3t: the server is busy at most 1/4 of the time
+MAX_POLL_GAP = 1.5  # ... but never longer: a change still reaches the page within about 2 s
 ANALYSIS_SECONDS = 5.0  # analysis charts are drawn again at most this often while a search runs
 BROWSER_POLL_MS = 5000
 W = pn.widgets
@@ -583,8 +584,8 @@ class App(param.Parameterized):
 
     def poll(self) -> None:
         """Read the store and draw what changed. A poll that took ``t`` seconds (a 100,000
-        trial experiment) waits ``POLL_BACKOFF × t`` before the next, so the server stays
-        free to answer pages and clicks most of the time."""
+        trial experiment) waits ``POLL_BACKOFF × t`` (at most :data:`MAX_POLL_GAP`) before the
+        next, so the server stays free to answer pages and clicks."""
         start = time.monotonic()
         if start < self._next_poll:
             return
@@ -595,7 +596,7 @@ class App(param.Parameterized):
             log.warning("dashboard refresh failed", exc_info=True)
         finally:
             end = time.monotonic()
-            self._next_poll = end + POLL_BACKOFF * (end - start)
+            self._next_poll = end + min(MAX_POLL_GAP, POLL_BACKOFF * (end - start))
 
     def panel(self) -> pn.viewable.Viewable:
         header = pn.pane.HTML("<h2 style='margin:0'>candle_lab</h2>", sizing_mode="stretch_width")

@@ -7,10 +7,11 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from candle_lab import settings
+from candle_lab import analysis, settings
 from candle_lab.errors import MissingDependency, SpecError, expected_got
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,10 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
         kwargs["root_path"] = options.root_path or options.prefix.rstrip("/") + "/"
     def session() -> Any:
         return create_app(options.root, options.experiment)
+
+    # The analysis needs scikit-learn and scipy (seconds to import): loaded beside the
+    # server's loop, not in the first poll of the first experiment opened.
+    threading.Thread(target=analysis.preload, name="candle-lab-preload", daemon=True).start()
 
     server = pn.serve(
         session,

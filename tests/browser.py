@@ -134,3 +134,16 @@ def jupyterlab_server(folder: Path, experiments: Path) -> Iterator[tuple[str, st
     url = f"http://127.0.0.1:{port}"
     with _serving(command, f"{url}/api/status?token={token}", folder / "jupyterlab.log", "JupyterLab", env, folder):
         yield url, token
+
+
+SHOTS = Path(__file__).parents[1] / "test-artifacts" / "screenshots"
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 0.25 s; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+

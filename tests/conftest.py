@@ -130,3 +130,23 @@ def model_spec(function: str, space: list[dict[str, Any]] | None = None, **secti
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return data
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Debian's) per browser-test module."""
+    from browser import SHOTS, chromium
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (its own context: cookies, storage) for each browser test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = context.new_page()
+    yield pg
+    context.close()
+

@@ -5,42 +5,24 @@ labels. Screenshots go to ``test-artifacts/screenshots/``."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import bokeh_source_column, chromium, dashboard_server
-from conftest import REPO, model_spec
+from browser import SHOTS, bokeh_source_column, dashboard_server, wait_until
+from conftest import model_spec
 
 from candle_lab import api
 
 pytest.importorskip("panel")
 pytest.importorskip("playwright")
 
-SHOTS = REPO / "test-artifacts" / "screenshots"
 SPACE = [
     {"name": "x", "type": "real", "low": 0.0, "high": 1.0},
     {"name": "lr", "type": "real", "low": 1e-5, "high": 1e-1, "log": True},
     {"name": "act", "type": "categorical", "choices": ["relu", "tanh", "elu"]},
     {"name": "epochs", "type": "constant", "value": 3},
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    pg = context.new_page()
-    yield pg
-    context.close()
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +34,6 @@ def finished(client: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
 def _open_experiment(page: Any, url: str, exp_id: str) -> None:
     page.goto(f"{url}?experiment={exp_id}")
     page.locator(".experiment-id").get_by_text(exp_id).wait_for(timeout=60_000)
@@ -68,7 +42,7 @@ def _open_experiment(page: Any, url: str, exp_id: str) -> None:
 def test_finished_experiment_opens_on_the_objectives_metric(page: Any, finished: Path) -> None:
     with dashboard_server(finished) as (url, _):
         _open_experiment(page, url, "EXP000")
-        _wait(lambda: len(bokeh_source_column(page, "curves", "trial_id")) == 12, 30, "the loss curves")
+        wait_until(lambda: len(bokeh_source_column(page, "curves", "trial_id")) == 12, 30, "the loss curves")
         assert page.get_by_label("Curve metric", exact=True).input_value() == "val_loss"
         options = page.get_by_label("Curve metric", exact=True).locator("option").all_inner_texts()
         assert options == ["accuracy", "loss", "val_loss"]
@@ -123,7 +97,7 @@ def test_gantt_has_one_lane_per_worker_while_trials_run(page: Any, tmp_path: Pat
                 return exp.status().state not in ("created", "running")
 
             try:
-                _wait(look, 180, "the end of the search")
+                wait_until(look, 180, "the end of the search")
             finally:
                 page.screenshot(path=SHOTS / "dashboard-lanes.png", full_page=True)
             assert len(seen) >= 3, seen

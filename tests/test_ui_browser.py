@@ -6,40 +6,20 @@ Screenshots go to ``test-artifacts/screenshots/`` (kept after the CI run).
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import bokeh_source_length, chromium, dashboard_server
-from conftest import REPO, TESTS
+from browser import SHOTS, bokeh_source_length, dashboard_server, wait_until
+from conftest import TESTS
 
 from candle_lab import api
 
 pytest.importorskip("panel")
 pytest.importorskip("playwright")
-
-SHOTS = REPO / "test-artifacts" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    pg = context.new_page()
-    yield pg
-    context.close()
-
 
 def _open(page: Any, url: str) -> None:
     page.goto(url)
@@ -50,14 +30,6 @@ def _fill(page: Any, label: str, value: str) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(value)
     box.press("Enter")
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def test_submit_watch_and_stop_a_trial(page: Any, tmp_path: Path) -> None:
@@ -88,25 +60,26 @@ def test_submit_watch_and_stop_a_trial(page: Any, tmp_path: Path) -> None:
 
         # The app switches to the dashboard of the new experiment; bars appear as trials start.
         page.locator(".experiment-id").get_by_text("EXP000").wait_for(timeout=30_000)
-        _wait(lambda: bokeh_source_length(page, "gantt") >= 1, 60, "a bar in the Gantt chart")
-        _wait(lambda: bokeh_source_length(page, "curves") >= 1, 60, "a loss curve")
+        wait_until(lambda: bokeh_source_length(page, "gantt") >= 1, 60, "a bar in the Gantt chart")
+        wait_until(lambda: bokeh_source_length(page, "curves") >= 1, 60, "a loss curve")
         page.screenshot(path=SHOTS / "dashboard-running.png", full_page=True)
 
         exp = api.open_experiment("EXP000", root)
         running = [t.trial_id for t in exp.records() if t.state == "running"]
         assert running, exp.records()
         victim = str(running[0])
-        _wait(lambda: victim in page.get_by_label("Trial", exact=True).locator("option").all_inner_texts(), 10,
+        wait_until(lambda: victim in page.get_by_label("Trial", exact=True).locator("option").all_inner_texts(), 10,
               "the running trial in the stop list")
         page.get_by_label("Trial", exact=True).select_option(victim)
         page.get_by_role("button", name="Stop trial").click()
-        _wait(lambda: exp.trials.set_index("trial_id").loc[int(victim), "state"] == "stopped", 30, "the stopped trial")
+        wait_until(lambda: exp.trials.set_index("trial_id").loc[int(victim), "state"] == "stopped", 30,
+                   "the stopped trial")
 
         page.locator(".best-objective").wait_for(timeout=90_000)  # a completed trial is the best so far
-        _wait(lambda: page.locator(".experiment-state").inner_text() == "completed", 90, "the end of the search")
+        wait_until(lambda: page.locator(".experiment-state").inner_text() == "completed", 90, "the end of the search")
         best = exp.best
         assert best is not None
-        _wait(lambda: page.locator(".best-objective").inner_text() == f"{best.objective:.5g}", 10,
+        wait_until(lambda: page.locator(".best-objective").inner_text() == f"{best.objective:.5g}", 10,
               "the best objective, to 5 significant figures")
         assert bokeh_source_length(page, "gantt") == 3
         page.screenshot(path=SHOTS / "dashboard-done.png", full_page=True)
@@ -124,7 +97,7 @@ def test_invalid_compute_request_is_flagged_before_submit(page: Any, tmp_path: P
         page.get_by_text(message).wait_for(timeout=10_000)  # once: under the compute section only
         assert page.get_by_text(message).count() == 1
         page.screenshot(path=SHOTS / "form-compute-error.png", full_page=True)
-        _wait(lambda: page.get_by_role("button", name="Submit experiment").is_disabled(), 10, "Submit disabled")
+        wait_until(lambda: page.get_by_role("button", name="Submit experiment").is_disabled(), 10, "Submit disabled")
         assert not root.exists() or not any(root.iterdir())  # nothing was created
 
 
@@ -191,7 +164,7 @@ def test_gallery_model_shows_its_default_values_as_text(page: Any, tmp_path: Pat
         page.get_by_role("button", name="Load model").click()
         page.get_by_text("loaded gallery model digits_mlp").wait_for(timeout=10_000)
         table = ".default-model-values"
-        _wait(lambda: "activation" in _column(page, table, "parameter"), 10, "the default model values")
+        wait_until(lambda: "activation" in _column(page, table, "parameter"), 10, "the default model values")
         shown: dict[str, str] = {}
         for _ in range(2):  # the rows drawn, then the rest (Tabulator draws only what is in view)
             shown |= dict(zip(_column(page, table, "parameter"), _column(page, table, "value"), strict=True))
@@ -209,7 +182,7 @@ def test_invalid_form_disables_submit_and_lists_every_problem(page: Any, tmp_pat
     with dashboard_server(root) as (url, _):
         _open(page, url)
         submit = page.get_by_role("button", name="Submit experiment")
-        _wait(submit.is_enabled, 10, "Submit enabled for the gallery model")
+        wait_until(submit.is_enabled, 10, "Submit enabled for the gallery model")
         space = ".space-table"
         assert _column(page, space, "row")[:2] == ["1", "2"]  # the rows are numbered as messages number them
         _cell(page, space, 0, "low").click()
@@ -237,7 +210,7 @@ def test_invalid_form_disables_submit_and_lists_every_problem(page: Any, tmp_pat
         page.get_by_text(cell_problem).wait_for(state="detached", timeout=10_000)
         assert submit.is_disabled()  # one problem left
         _fill(page, "Max time (e.g. 2h)", "2h")
-        _wait(submit.is_enabled, 10, "Submit enabled once every problem is fixed")
+        wait_until(submit.is_enabled, 10, "Submit enabled once every problem is fixed")
         assert page.get_by_text(time_problem).count() == 0 and page.locator(".invalid").count() == 0
         assert "background-color" not in (_cell(page, space, 0, "low").get_attribute("style") or "")
         assert not root.exists() or not any(root.iterdir())  # nothing was submitted

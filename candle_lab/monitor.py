@@ -72,11 +72,15 @@ def elapsed(trials: pd.DataFrame, now: float | None = None) -> float | None:
     return None if ran.empty else float(ran["end"].max()) - origin(trials)
 
 
+INTERVAL_COLUMNS = ["trial_id", "worker", "gpu", "state", "objective", "started", "ended"]
+
+
 def _intervals(trials: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     """Rows that ran: start and end (a running trial ends ``now``)."""
     if trials.empty or "started" not in trials:
         return pd.DataFrame(columns=["trial_id", "lane", "start", "end", "state"])
-    ran = trials[trials["started"].notna()].copy()
+    columns = [c for c in INTERVAL_COLUMNS if c in trials]  # not the parameters: a light copy
+    ran = trials.loc[trials["started"].notna(), columns].copy()
     now = time.time() if now is None else now
     ran["start"] = ran["started"].astype(float)
     ran["end"] = ran["ended"].astype(float).where(ran["ended"].notna(), now)
@@ -87,13 +91,15 @@ def lanes(trials: pd.DataFrame) -> pd.Series:
     """The Gantt lane of each trial: one stable, readable name per worker ("worker 0",
     "job 1234 · GPU 0"), whatever the store holds: a bare dask worker name ("0") or a
     worker's address ("tcp://10.0.0.5:39167", from older runs) reads as "worker …"."""
-    worker = trials["worker"]
-    lane = worker.map({w: lane_name(w) for w in worker.unique()})  # per worker, not per trial
-    if "gpu" in trials:
-        gpu = trials["gpu"]
-        has = gpu.notna() & (gpu.astype(str) != "")
-        lane = lane.where(~has, lane + " · GPU " + gpu.astype(str))
-    return lane
+    keys = trials[["worker", "gpu"]] if "gpu" in trials else trials[["worker"]].assign(gpu=None)
+    codes, pairs = pd.MultiIndex.from_frame(keys.astype(object)).factorize()  # per worker, not per trial
+    names = [_lane(worker, gpu) for worker, gpu in pairs]
+    return pd.Series(np.asarray(names, dtype=object)[codes], index=trials.index, dtype=object)
+
+
+def _lane(worker: object, gpu: object) -> str:
+    name = lane_name(worker)
+    return name if gpu is None or pd.isna(gpu) or gpu == "" else f"{name} · GPU {gpu}"
 
 
 def lane_name(worker: object) -> str:

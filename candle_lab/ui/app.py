@@ -296,55 +296,69 @@ def _export_name(fmt: str) -> str:
 
 
 # ----------------------------------------------------------------------------- dashboard
+ANALYSIS_TABS = {"importance": "Importance and EDF", "slices": "Slices", "contour": "Contour",
+                 "parallel": "Parallel coordinates"}
+
+
 class AnalysisView:
     """What the trials say about the space (importance, slices, contour, EDF, parallel
-    coordinates): plotly figures of :mod:`candle_lab.figures`, the report's own. Drawn by
-    the app's poll once the page is open, and again when new trials complete, at most every
+    coordinates): plotly figures of :mod:`candle_lab.figures`, the report's own, one tab
+    each. Only the open tab is drawn (on the server and in the browser: parallel
+    coordinates of 4,000 trials take seconds of WebGL on a machine without a GPU), by the
+    app's poll once the page is open, and again when new trials complete, at most every
     :data:`ANALYSIS_SECONDS` while the search runs."""
 
     def __init__(self, monitor: ExperimentMonitor) -> None:
         self.monitor = monitor
-        self._drawn: tuple[Any, ...] | None = None
-        self._at = 0.0
+        self._drawn: dict[str, tuple[Any, ...]] = {}  # tab → what it was drawn from
+        self._at: dict[str, float] = {}
         self.panes = {
             name: pn.pane.Plotly(None, sizing_mode="stretch_width", name=name, css_classes=[f"analysis-{name}"])
-            for name in ("parallel", "importance", "edf", "slices", "contour")
+            for name in ("importance", "edf", "slices", "contour", "parallel")
         }
         self.x = W.Select(name="Contour x", options=[], width=180)
         self.y = W.Select(name="Contour y", options=[], width=180)
         for axis in (self.x, self.y):
             axis.param.watch(lambda _: self._contour(), "value")
         p = self.panes
-        self.view = pn.Column(
-            p["parallel"],
-            pn.Row(p["importance"], p["edf"], sizing_mode="stretch_width"),
-            p["slices"],
-            pn.Row(self.x, self.y), p["contour"],
-            sizing_mode="stretch_width",
+        self.tabs = pn.Tabs(
+            (ANALYSIS_TABS["importance"], pn.Row(p["importance"], p["edf"], sizing_mode="stretch_width")),
+            (ANALYSIS_TABS["slices"], p["slices"]),
+            (ANALYSIS_TABS["contour"], pn.Column(pn.Row(self.x, self.y), p["contour"], sizing_mode="stretch_width")),
+            (ANALYSIS_TABS["parallel"], p["parallel"]),
+            dynamic=True, sizing_mode="stretch_width",
         )
+        self.tabs.param.watch(lambda _: self.update(), "active")
+        self.view = self.tabs
+
+    @property
+    def shown(self) -> str:
+        return list(ANALYSIS_TABS)[self.tabs.active]
 
     def update(self, force: bool = False) -> None:
         m = self.monitor
         if m.spec is None or m.status is None:
             return
-        key = (m.path, m.completed_count(), m.metric)
-        now = time.monotonic()
+        tab, key, now = self.shown, (m.path, m.completed_count(), m.metric), time.monotonic()
         running = m.status.driver_alive
-        if not force and (key == self._drawn or (running and now - self._at < ANALYSIS_SECONDS)):
+        if not force and (key == self._drawn.get(tab) or (running and now - self._at.get(tab, 0.0) < ANALYSIS_SECONDS)):
             return
-        self._drawn, self._at = key, now
+        self._drawn[tab], self._at[tab] = key, now
         metric = m.spec.objective.metric
-        self.panes["parallel"].object = figures.parallel_figure(*m.parallel(), metric, m.direction)
-        importance = m.importance()
-        self.panes["importance"].object = figures.importance_figure(importance)
-        self.panes["edf"].object = figures.edf_figure(m.edf(), metric)
-        self.panes["slices"].object = figures.slice_figure(m.slices(), metric)
-        names = m.varying()
-        if list(self.x.options) != names:  # the two that matter most, until the user picks
-            top = [*importance["parameter"].tolist(), *names]
-            self.x.param.update(options=names, value=top[0] if top else None)
-            self.y.param.update(options=names, value=next((n for n in top if n != top[0]), None))
-        self._contour()
+        if tab == "importance":
+            self.panes["importance"].object = figures.importance_figure(m.importance())
+            self.panes["edf"].object = figures.edf_figure(m.edf(), metric)
+        elif tab == "slices":
+            self.panes["slices"].object = figures.slice_figure(m.slices(), metric)
+        elif tab == "parallel":
+            self.panes["parallel"].object = figures.parallel_figure(*m.parallel(), metric, m.direction)
+        else:
+            names = m.varying()
+            if list(self.x.options) != names:  # the two that matter most, until the user picks
+                top = [*m.importance()["parameter"].tolist(), *names]
+                self.x.param.update(options=names, value=top[0] if top else None)
+                self.y.param.update(options=names, value=next((n for n in top if n != top[0]), None))
+            self._contour()
 
     def _contour(self) -> None:
         m = self.monitor
@@ -572,7 +586,7 @@ class App(param.Parameterized):
         self.dashboard = DashboardView(self.monitor)
         self._next_poll = 0.0  # monotonic time before which a poll does nothing
         self.browser_view = BrowserView(self.browser, on_open=self.open)
-        self.tabs = pn.Tabs(self.form_view.view, self.dashboard.view, self.browser_view.view, dynamic=False,
+        self.tabs = pn.Tabs(self.form_view.view, self.dashboard.view, self.browser_view.view, dynamic=True,
                             sizing_mode="stretch_width")
         self.browser.refresh()
         if "digits_sklearn" in self.form.param.gallery.objects:  # start from a runnable example

@@ -146,9 +146,9 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
     def session() -> Any:
         return create_app(options.root, options.experiment)
 
-    # The analysis needs scikit-learn and scipy (seconds to import): loaded beside the
-    # server's loop, not in the first poll of the first experiment opened.
-    threading.Thread(target=analysis.preload, name="candle-lab-preload", daemon=True).start()
+    # What the first analysis imports (seconds): loaded beside the server's loop, not in
+    # the first poll of the first experiment opened.
+    threading.Thread(target=_preload, name="candle-lab-preload", daemon=True).start()
 
     server = pn.serve(
         session,
@@ -161,3 +161,14 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
         **kwargs,
     )
     return server, url(options, port), password
+
+
+def _preload() -> None:
+    """scikit-learn and scipy for the analysis, and plotly's ``FigureWidget``: Panel's
+    plotly pane checks every figure against it, and its first use imports ipywidgets,
+    anywidget and nbformat's JSON-schema grammars (6 s on two cores, in the poll that
+    first drew the analysis, while the page waited)."""
+    analysis.preload()
+    import plotly.graph_objs as go
+
+    go.FigureWidget  # noqa: B018  (imported on first access)

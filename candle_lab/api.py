@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,9 @@ from candle_lab.store.layout import DRIVER_LOG
 if TYPE_CHECKING:
     import pandas as pd
 
+    from candle_lab.efficiency import Efficiency
     from candle_lab.engine import Observer
+    from candle_lab.planner import Measured, PlanRow
     from candle_lab.uq import ConfigUncertainty
 
 log = logging.getLogger(__name__)
@@ -374,6 +376,55 @@ class Experiment:
     def records(self) -> list[TrialRecord]:
         with self._store() as store:
             return store.trials()
+
+    def measured(self) -> Measured:
+        """The figures the what-if planner works from (trial durations, dispatch overhead,
+        failure rate, workers and mode; see :mod:`candle_lab.planner`)."""
+        from candle_lab import planner
+
+        return planner.measure(self.trials, self.spec, self.id)
+
+    def plan(
+        self,
+        workers: Sequence[int] | None = None,
+        modes: Sequence[str] | None = None,
+        *,
+        trials: int | None = None,
+        seed: int = 0,
+        repeats: int | None = None,
+    ) -> list[PlanRow]:
+        """What-if: the predicted wall time, idle share and GPU-hours (worker-hours without
+        GPUs) of this experiment's trials on other numbers of ``workers`` and in other
+        ``modes`` ("async", "batch"), simulated from its own measured figures; the first
+        rows are the real run and the model's prediction of it (its self-check error)."""
+        from candle_lab import planner
+
+        return planner.plan(self.measured(), workers, modes, trials=trials, seed=seed, repeats=repeats)
+
+    def efficiency(self) -> Efficiency:
+        """HPC efficiency: GPU-hours (worker-hours without GPUs) allocated, spent by trials,
+        idle, and lost to failed and stopped trials; GPU busy %, queue waits, start-up
+        (see :mod:`candle_lab.efficiency`)."""
+        from candle_lab import efficiency
+
+        trials, metrics, events, meta = self._efficiency_inputs()
+        return efficiency.experiment_efficiency(trials, metrics, events, self.spec.compute,
+                                                running=self.driver_alive(meta))
+
+    def trial_efficiency(self) -> pd.DataFrame:
+        """Per trial: queue wait, start-up, training time, GPU-hours, GPU busy % and memory
+        (see :func:`candle_lab.efficiency.trial_efficiency`)."""
+        from candle_lab import efficiency
+
+        trials, metrics, events, meta = self._efficiency_inputs()
+        end = efficiency.horizon(trials, events, running=self.driver_alive(meta))
+        return efficiency.trial_efficiency(trials, metrics, self.spec.compute, now=end)
+
+    def _efficiency_inputs(self) -> tuple[pd.DataFrame, pd.DataFrame, list[Any], dict[str, Any]]:
+        from candle_lab.efficiency import EVENT_KINDS
+
+        with self._store() as store:
+            return store.trials_frame(), store.metrics_frame(), store.events(EVENT_KINDS), store.meta()
 
     @property
     def best(self) -> TrialRecord | None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from candle_lab import api, settings
+from candle_lab import api, planner, settings
 from candle_lab.errors import CandleLabError, SpecError
 from candle_lab.html_report import write_report
 from candle_lab.spec import ExperimentSpec, load_spec
@@ -134,6 +134,8 @@ def _drive(exp: api.Experiment, quiet: bool) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     exp = api.open_experiment(args.experiment, args.root)
+    if args.efficiency:
+        return _print_efficiency(exp, args.json)
     status = exp.status()
     if args.json:
         print(json.dumps(status.__dict__))
@@ -144,6 +146,71 @@ def cmd_status(args: argparse.Namespace) -> int:
     if best is not None:
         print(f"best: {best.objective:.6g} (trial {best.trial_id}) {json.dumps(best.params)}")
     return 0
+
+
+def _print_efficiency(exp: api.Experiment, as_json: bool) -> int:
+    from candle_lab import efficiency
+
+    figures = exp.efficiency()
+    if as_json:
+        print(json.dumps({"experiment": exp.id, **figures.as_dict()}))
+        return 0
+    print(f"{exp.id} {exp.spec.name}: efficiency ({figures.unit}-hours)")
+    print(efficiency.table(figures))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    workers = None if args.workers is None else planner.parse_workers(args.workers, "--workers")
+    modes = None if args.mode is None else planner.parse_modes(args.mode, "--mode")
+    if args.trials is not None and args.trials < 1:
+        raise SpecError.one("--trials", f"expected a whole number ≥ 1, got {args.trials}")
+    exp = api.open_experiment(args.experiment, args.root)
+    measured = exp.measured()
+    rows = planner.plan(measured, workers, modes, trials=args.trials, seed=args.seed)
+    if args.json:
+        figures = {k: v for k, v in measured.__dict__.items() if k not in ("durations", "notes")}
+        figures.update(idle=measured.idle, median_duration=measured.median_duration)
+        print(json.dumps({"experiment": exp.id, "measured": figures, "notes": list(measured.notes),
+                          "rows": [row.as_dict() for row in rows]}))
+        return 0
+    print(_plan_table(exp.id, measured, rows))
+    return 0
+
+
+def _plan_table(exp_id: str, measured: planner.Measured, rows: Sequence[planner.PlanRow]) -> str:
+    from candle_lab.formatting import duration
+
+    m = measured
+    head = (
+        f"{exp_id}: {m.trials} trials, median {duration(m.median_duration)} each, on {m.workers} workers "
+        f"({m.mode}); dispatch {m.dispatch * 1000:.3g} ms/trial"
+        + (f", {duration(m.round_cost)} per round" if m.mode == "batch" and m.round_cost is not None else "")
+        + f"; {m.failure_rate:.0%} of attempts failed (retries {m.retries})"
+    )
+    header = ["", "workers", "mode", "trials", "wall time", "p10–p90", "idle", rows[0].unit if rows else "", "speed-up"]
+    cells = []
+    for r in rows:
+        label = f"model ({r.error:+.1%})" if r.kind == "model" and r.error is not None else str(r.kind)
+        spread = "–" if r.wall_p10 is None else f"{duration(r.wall_p10)} – {duration(r.wall_p90)}"
+        cells.append([
+            label, str(r.workers), r.mode, str(r.trials), duration(r.wall), spread,
+            "–" if r.idle is None else f"{r.idle:.1%}", f"{r.hours:.3g}",
+            "–" if r.speedup is None else f"{r.speedup:.2f}x",
+        ])
+    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
+    right = {1, 3, 6, 7, 8}
+    lines = [head, ""]
+    for row in [header, *cells]:
+        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    lines.append("")
+    lines.append("wall time: first trial start to last trial end (cluster start-up not included); "
+                 "p10–p90: spread over simulated runs; model: the simulation of the real run's configuration "
+                 "(in brackets: its error against the real run); speed-up: against the real run (for another "
+                 "number of trials: against the simulation of the real run's allocation)")
+    lines += [f"note: {n}" for n in m.notes]
+    return "\n".join(lines)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -294,7 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="state, trial counts and best trial of an experiment")
     p.add_argument("experiment")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--efficiency", action="store_true",
+                   help="HPC efficiency instead: GPU-hours (worker-hours without GPUs) allocated, in trials, idle, "
+                        "lost to failed and stopped trials; GPU busy %%, queue waits, start-up")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("plan", help="what-if: wall time, idle and GPU-hours on other worker counts and modes")
+    p.add_argument("experiment", help="the experiment to measure (id or folder)")
+    p.add_argument("--workers", default=None, metavar="N,N,...",
+                   help="worker counts to simulate, e.g. 8,32,128 (default: ½, 1, 2, 4 and 8 × the real run's)")
+    p.add_argument("--mode", default=None, metavar="MODE,...", help="async, batch or async,batch (the default)")
+    p.add_argument("--trials", type=int, default=None, help="trials to simulate (default: as many as ran)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
+    p.add_argument("--json", action="store_true", help="print the figures and rows as JSON")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("stop", help="stop an experiment, or one trial of it")
     p.add_argument("experiment")

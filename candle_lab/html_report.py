@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from candle_lab import analysis, formatting, monitor
+from candle_lab import analysis, efficiency, formatting, monitor
 from candle_lab.api import Experiment, open_experiment
 from candle_lab.figures import (
     best_so_far_figure,
@@ -106,6 +106,7 @@ def write_report(
         summary.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used, {usage.gpu_hours_idle:.2f} idle"))
     else:
         summary.append(("core-hours", f"{usage.core_hours_used:.2f} used, {usage.core_hours_idle:.2f} idle"))
+    efficiency_rows = efficiency.describe(exp.efficiency())
     table_cols = [c for c in trials.columns if c.startswith("param.")] + ["objective", "state", "attempt", "worker"]
     table = trials.sort_values("objective", ascending=spec.objective.direction == "minimize", na_position="last")
     table = table[["trial_id", "run_id", *[c for c in table_cols if c in table.columns]]] if not trials.empty else table
@@ -114,6 +115,10 @@ def write_report(
             f"<h1>candle_lab report: {html.escape(exp.id)}</h1>",
             "<table class='summary'>"
             + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary)
+            + "</table>",
+            "<h2>Efficiency</h2>",
+            "<table class='summary efficiency'>"
+            + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in efficiency_rows)
             + "</table>",
             *parts,
             f"<h2>Trials (best first{f'; the best {TABLE_ROWS} of {len(trials)}' if len(trials) > TABLE_ROWS else ''})"

@@ -154,6 +154,26 @@ def test_report_plotly_shared_and_cdn_keep_reports_small(tmp_path: Path, client:
     assert not (tmp_path / "bad.html").exists()
 
 
+def test_status_efficiency_prints_the_figures_and_json(tmp_path: Path, client: Any,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from candle_lab import api
+
+    root = tmp_path / "experiments"
+    space = [{"name": "x", "type": "real", "low": 0, "high": 1}, {"name": "sleep", "type": "constant", "value": 0.05}]
+    exp = api.run(model_spec("sleepy", space=space, budget={"max_trials": 3}), client=client, root=root)
+    capsys.readouterr()
+    assert main(["--root", str(root), "status", exp.id, "--efficiency"]) == 0
+    out = capsys.readouterr().out
+    assert f"{exp.id} test-sleepy: efficiency (worker-hours)" in out
+    for label in ("worker-hours allocated", "worker-hours in trials", "worker-hours idle", "lost", "queue wait"):
+        assert label in out, out
+    assert main(["--root", str(root), "status", exp.id, "--efficiency", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["experiment"] == exp.id and figures["unit"] == "worker" and figures["trials"] == 3
+    assert 0 <= figures["idle_hours"] <= figures["allocated_hours"]
+    assert 0 < figures["trial_hours"] <= figures["allocated_hours"] * (1 + 1e-9)
+
+
 def test_unknown_experiment_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--root", str(tmp_path), "status", "EXP042"]) == 1
     err = capsys.readouterr().err

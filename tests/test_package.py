@@ -87,7 +87,8 @@ def test_every_submodule_imports_and_report_stays_the_trial_function() -> None:
     assert not found["shadowed"], f"submodules replaced these names of candle_lab: {found['shadowed']}"
 
 
-CORE = ("api.py", "engine", "store", "optimizers", "spec.py", "space.py", "monitor.py", "trial", "states.py")
+CORE = ("api.py", "engine", "store", "optimizers", "spec.py", "space.py", "monitor.py", "trial", "states.py",
+        "planner.py", "efficiency.py")
 
 
 def imported_modules(path: Path) -> list[str]:

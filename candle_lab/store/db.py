@@ -337,8 +337,13 @@ class Store:
             (when if when is not None else time.time(), kind, trial_id, _json(detail)),
         )
 
-    def events(self) -> list[tuple[float, str, int | None, Any]]:
-        rows = self._db.execute("SELECT time, kind, trial_id, detail FROM events ORDER BY rowid").fetchall()
+    def events(self, kinds: Iterable[str] | None = None) -> list[tuple[float, str, int | None, Any]]:
+        """``(time, kind, trial_id, detail)`` in the order stored; ``kinds``: those kinds only."""
+        query, args = "SELECT time, kind, trial_id, detail FROM events", []
+        if kinds is not None:
+            args = list(kinds)
+            query += f" WHERE kind IN ({', '.join('?' * len(args))})"
+        rows = self._db.execute(query + " ORDER BY rowid", args).fetchall()
         return [(t, k, i, json.loads(d) if d else None) for t, k, i, d in rows]
 
     # ------------------------------------------------------------------ data frames

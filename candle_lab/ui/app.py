@@ -19,6 +19,7 @@ import param
 from bokeh.models.widgets.tables import StringEditor, StringFormatter
 
 from candle_lab import figures, formatting
+from candle_lab.efficiency import Efficiency, describe
 from candle_lab.errors import CandleLabError
 from candle_lab.ui.charts import (
     BestChart,
@@ -387,6 +388,7 @@ class DashboardView:
                           pn.pane.Bokeh(self.lineage.figure, sizing_mode="stretch_width"),
                           sizing_mode="stretch_width", visible=False)
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-summary"])
+        self.efficiency = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-efficiency"])
         self.table = W.Tabulator(
             show_index=False, height=320, sizing_mode="stretch_width", pagination="local", page_size=15,
             disabled=True, name="Trials", selectable=1,
@@ -416,6 +418,7 @@ class DashboardView:
         self.table.param.watch(self._pick_row, "selection")
         self.view = pn.Column(
             self.summary,
+            self.efficiency,
             pn.Row(self.trial, stop_trial, self.stop, self.resume, self.message),
             pn.pane.HTML(state_legend_html(), sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
@@ -449,6 +452,7 @@ class DashboardView:
             return
         usage = m.usage()
         self.summary.object = _summary_html(m, usage)
+        self.efficiency.object = _efficiency_html(m.efficiency())
         self.gantt.update(m.gantt(), m.selected)
         self.util.update(m.running_series(), m.spec.compute.workers)
         self.best.update(m.best_curve(), f"{m.spec.objective.metric} ({m.direction})")
@@ -511,6 +515,17 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
         cells.append(("core-hours", f"{usage.core_hours_used:.2f} used · {usage.core_hours_idle:.2f} idle"))
     rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th><td>{v}</td></tr>" for k, v in cells)
     return f"<table class='summary'>{rows}</table>"
+
+
+def _efficiency_html(found: Efficiency | None) -> str:
+    """The efficiency figures as a small table (always open: a folded one would fold again
+    at each redraw while trials run)."""
+    if found is None:
+        return ""
+    rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                   f"<td>{html.escape(v)}</td></tr>" for k, v in describe(found))
+    return (f"<table class='efficiency' style='font-size:90%'><caption style='text-align:left'><b>Efficiency</b> "
+            f"({html.escape(found.allocation_source)})</caption>{rows}</table>")
 
 
 # ----------------------------------------------------------------------------- browser

@@ -18,6 +18,7 @@ import pandas as pd
 import param
 
 from candle_lab import analysis, api, formatting, monitor
+from candle_lab.efficiency import EVENT_KINDS, Efficiency, experiment_efficiency
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec
 from candle_lab.store import DB_NAME, FINAL_STATES, Store, experiments_root
@@ -187,6 +188,19 @@ class ExperimentMonitor(param.Parameterized):
             return monitor.utilization(self.trials, 1)
         c = self.spec.compute
         return monitor.utilization(self.trials, c.workers, c.gpus, cores_per_worker=c.cores or 1)
+
+    def efficiency(self) -> Efficiency | None:
+        """The experiment's HPC efficiency figures, computed again only when the trials
+        frame changed (the worker events are read then too)."""
+        if self.spec is None or self._store is None:
+            return None
+        return self._memo("efficiency", self._efficiency)
+
+    def _efficiency(self) -> Efficiency:
+        assert self.spec is not None and self._store is not None
+        events = self._store.events(EVENT_KINDS)
+        running = self.status is not None and self.status.driver_alive
+        return experiment_efficiency(self.trials, self.metrics, events, self.spec.compute, running=running)
 
     def phase(self) -> str:
         """What the experiment is doing while nothing shows yet: "starting the cluster",

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -356,6 +356,13 @@ class Experiment:
     def trial(self, trial_id: int) -> TrialRecord | None:
         with self._store() as store:
             return store.trial(trial_id)
+
+    def events(self, kinds: Iterable[str] | None = None) -> list[tuple[float, str, int | None, Any]]:
+        """The experiment's events, ``(time, kind, trial_id, detail)`` in the order they
+        happened (``kinds``: those only): retries, resumed attempts, worker jobs joining
+        and leaving, early stops, the driver's starts and ends."""
+        with self._store() as store:
+            return store.events(kinds)
 
     def uncertainty(self) -> list[ConfigUncertainty]:
         """An ensemble experiment's per-sample uncertainty and calibration, one entry per

@@ -22,17 +22,19 @@ STATE_COLOURS: dict[str, tuple[str, str]] = {  # state -> two shades, alternatin
     "cancelled": ("#c7c7c7", "#a0a0a0"),
     "running": ("#2ca02c", "#98df8a"),
     "queued": ("#e0e0e0", "#e0e0e0"),
+    "interrupted": ("#bcbd22", "#8c8d16"),  # an earlier attempt, cut off; its trial resumed elsewhere
 }
 
 
 GANTT_BARS = 5000  # past this, consecutive finished trials of a worker share a bar
 
 
-def gantt_figure(trials: pd.DataFrame) -> Any:
-    """Trials as bars per worker lane, coloured by state with alternating shades."""
+def gantt_figure(trials: pd.DataFrame, earlier: pd.DataFrame | None = None) -> Any:
+    """Trials as bars per worker lane, coloured by state with alternating shades (and the
+    attempts that were cut off, :func:`monitor.earlier_attempts`)."""
     import plotly.graph_objects as go
 
-    rows = monitor.gantt_rows(trials, limit=GANTT_BARS)
+    rows = monitor.gantt_rows(trials, limit=GANTT_BARS, earlier=earlier)
     fig = go.Figure()
     for state, colours in STATE_COLOURS.items():
         part = rows[rows["state"] == state]

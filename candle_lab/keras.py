@@ -4,9 +4,10 @@ Inside a trial, every ``Model.fit`` gets a :class:`LiveMetrics` callback automat
 (a CANDLE benchmark runs unchanged); adding one by hand is harmless. Each epoch's logs go
 to the driver through dask; training stops at an epoch boundary when the driver asks
 (early stopping, a user's stop) or when the next epoch would overrun the trial's timeout
-(as CANDLE's timeout callback did, before the batch system kills the job). In a PBT
-trial, ``fit`` trains the interval's epochs from the member's checkpoint and saves the
-next one (:mod:`candle_lab.trial.checkpoint`).
+(as CANDLE's timeout callback did, before the batch system kills the job). In a
+resumable trial (``trial.resume``) the first ``fit`` starts from the last epoch an earlier
+attempt saved and saves each epoch; in a PBT trial, ``fit`` trains the interval's epochs
+from the member's checkpoint and saves the next one (:mod:`candle_lab.trial.checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from candle_lab.errors import MissingDependency
 from candle_lab.store.layout import CHECKPOINT_FILE
-from candle_lab.trial.checkpoint import current_checkpoint
+from candle_lab.trial.checkpoint import Checkpoint, current_checkpoint
 from candle_lab.trial.context import current_trial, report
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ class LiveMetrics(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the weights and the optimizer's state after each epoch (resumable trials)."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        try:
+            self.checkpoint.save_keras(self.model, epoch + 1)
+        except OSError as exc:  # a full disk: the trial goes on, a cut-off attempt starts earlier
+            log.warning("could not save the checkpoint of epoch %d: %s", epoch + 1, exc)
+
+
 def _is_number(value: Any) -> bool:
     try:
         float(value)
@@ -80,11 +95,13 @@ def configure_tensorflow(cores: int) -> None:
         log.debug("TensorFlow already started; its settings stay as they are")
 
 
-def _trial_callbacks(callbacks: Any) -> list[Any]:
+def _trial_callbacks(callbacks: Any, saving: Checkpoint | None = None) -> list[Any]:
     ctx = current_trial()
     out = list(callbacks or [])
     if ctx is None:
         return out
+    if saving is not None:  # before LiveMetrics: an epoch reported is an epoch saved
+        out.append(EpochCheckpoint(saving))
     if not any(isinstance(c, LiveMetrics) for c in out):
         out.append(LiveMetrics())
     if ctx.task.checkpoint and not any(isinstance(c, keras.callbacks.ModelCheckpoint) for c in out):
@@ -107,6 +124,15 @@ def install_fit_hook() -> None:
         checkpoint = current_checkpoint()
         if ctx is None or checkpoint is None or ctx.checkpoint_by_model:
             return fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
+        if not checkpoint.is_interval:  # resumable: the first fit, from the last saved epoch
+            if ctx.checkpoint_restored:
+                return fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
+            ctx.checkpoint_restored = True
+            if checkpoint.restore_keras(self):
+                epochs = int(args[3] if len(args) > 3 else kwargs.get("epochs", 1))
+                kwargs["initial_epoch"] = min(checkpoint.initial_epoch, epochs - 1)  # at least one epoch runs
+                log.info("trial %s resumes after epoch %d", ctx.task.trial_id, kwargs["initial_epoch"])
+            return fit(self, *args, callbacks=_trial_callbacks(callbacks, checkpoint), **kwargs)
         # PBT: this interval's epochs only, from the checkpoint it starts from
         if not ctx.checkpoint_restored:
             ctx.checkpoint_restored = True

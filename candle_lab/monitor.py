@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,11 +115,25 @@ def lane_name(worker: object) -> str:
 
 
 QUEUE_LANE = "queued"
+INTERRUPTED = "interrupted"  # the Gantt's bar of an earlier attempt, cut off and run again
+
+
+def earlier_attempts(events: Iterable[tuple[float, str, int | None, Any]]) -> pd.DataFrame:
+    """Where earlier attempts of retried trials ran, from the store's ``retry`` events
+    (:meth:`Store.events`): ``trial_id``, ``worker``, ``gpu``, ``start``, ``end``."""
+    rows = [
+        (trial_id, d.get("worker"), d.get("gpu"), float(d["started"]), float(d["ended"]))
+        for _, kind, trial_id, d in events
+        if kind == "retry" and trial_id is not None and isinstance(d, dict)
+        and d.get("started") is not None and d.get("ended") is not None
+    ]
+    return pd.DataFrame(rows, columns=["trial_id", "worker", "gpu", "start", "end"])
 GANTT_COLUMNS = ["trial_id", "lane", "start", "end", "state", "shade", "objective", "trials"]
 
 
 def gantt_rows(
-    trials: pd.DataFrame, now: float | None = None, *, queued: bool = False, limit: int | None = None
+    trials: pd.DataFrame, now: float | None = None, *, queued: bool = False, limit: int | None = None,
+    earlier: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One bar per trial: ``lane`` (worker), ``start``/``end`` (seconds from
     :func:`origin`), ``state``, ``trials`` (1) and ``shade`` 0/1 alternating along each lane
@@ -126,9 +141,14 @@ def gantt_rows(
     lane of their own, from when they were queued until now. With more than ``limit``
     bars, consecutive finished trials of a lane are drawn as one bar each (``trials``
     says how many; failed if any of them failed; the lowest objective), so a chart of
-    100,000 trials stays light; running and queued trials always keep a bar of their own."""
+    100,000 trials stays light; running and queued trials always keep a bar of their own.
+    ``earlier`` (:func:`earlier_attempts`) adds the attempts that were cut off, as
+    ``interrupted`` bars of their trial on the lanes where they ran."""
     now = time.time() if now is None else now
     ran = _intervals(trials, now)
+    if earlier is not None and not earlier.empty:
+        cut = earlier.assign(state=INTERRUPTED, objective=np.nan)
+        ran = cut if ran.empty else pd.concat([ran, cut[[c for c in ran if c in cut]]], ignore_index=True)
     waiting = pd.DataFrame(columns=GANTT_COLUMNS)
     if queued and not trials.empty and "queued" in trials:
         wait = trials[(trials["state"] == "queued") & trials["queued"].notna()]
@@ -252,7 +272,10 @@ def top_trials(trials: pd.DataFrame, k: int, direction: str = "minimize") -> pd.
 
 
 def loss_curves(metrics: pd.DataFrame, metric: str, trial_ids: Iterable[int] | None = None) -> dict[int, pd.DataFrame]:
-    """Per-epoch values of ``metric`` for each trial (its latest attempt): ``step``, ``value``."""
+    """Per-epoch values of ``metric`` for each trial: ``step``, ``value``. The latest
+    attempt's steps, after the steps of earlier attempts it resumed from (an attempt that
+    started again from epoch 1 replaces them all); a step reported twice counts once, as
+    the later attempt reported it."""
     if metrics.empty:
         return {}
     rows = metrics[metrics["name"] == metric]
@@ -261,7 +284,11 @@ def loss_curves(metrics: pd.DataFrame, metric: str, trial_ids: Iterable[int] | N
     if rows.empty:
         return {}
     latest = rows.groupby("trial_id")["attempt"].transform("max")
-    rows = rows[rows["attempt"] == latest].sort_values(["trial_id", "step"])
+    newest = rows["attempt"] == latest
+    first = rows[newest].groupby("trial_id")["step"].min()
+    rows = rows[newest | (rows["step"] < rows["trial_id"].map(first))]
+    rows = rows.sort_values(["trial_id", "step", "attempt"], kind="stable").drop_duplicates(["trial_id", "step"],
+                                                                                           keep="last")
     return {int(t): part[["step", "value"]].reset_index(drop=True) for t, part in rows.groupby("trial_id")}
 
 

@@ -304,6 +304,12 @@ class ComputeSpec(Section):
     cores: int = Field(1, ge=1, description="CPU cores per worker")
     memory: str | None = Field(None, description="Memory per worker, e.g. '4GB'")
     gpus: int = Field(0, ge=0, description="GPUs per worker")
+    gpus_per_trial: float | None = Field(
+        None,
+        gt=0,
+        description="GPUs one trial uses: a whole number up to gpus (one trial on several GPUs of a node) "
+        "or a fraction 1/k (0.5, 0.25: k trials share each GPU); default: all the worker's gpus",
+    )
     gpu_type: str | None = Field(None, description="GPU type, e.g. 'v100'")
     partition: str | None = Field(None, description="SLURM partition")
     walltime: str | None = Field(None, description="Walltime of each worker job, HH:MM:SS")
@@ -315,6 +321,32 @@ class ComputeSpec(Section):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
             raise ValueError(expected_got("a name of letters, digits and '_.+-'", value))
         return value
+
+    @model_validator(mode="after")
+    def _gpus_per_trial(self) -> ComputeSpec:
+        share = self.gpus_per_trial
+        if share is None:
+            return self
+        if not self.gpus:
+            raise ValueError(f"compute.gpus_per_trial needs compute.gpus of 1 or more, got gpus {self.gpus}")
+        whole = share >= 1 and share == int(share) and share <= self.gpus
+        fraction = share < 1 and abs(1 / share - round(1 / share)) < 1e-6
+        if not (whole or fraction):
+            wanted = f"a whole number of GPUs up to compute.gpus ({self.gpus}) or a fraction 1/k (0.5, 0.25)"
+            raise ValueError(f"compute.gpus_per_trial: {expected_got(wanted, share)}")
+        return self
+
+    @property
+    def trial_gpus(self) -> float:
+        """GPUs one trial uses (``gpus_per_trial``, else the worker's ``gpus``)."""
+        return float(self.gpus if self.gpus_per_trial is None else self.gpus_per_trial)
+
+    @property
+    def trials_per_worker(self) -> int:
+        """Trials one worker runs at once: its GPUs over each trial's share (1 without GPUs)."""
+        if not self.gpus or self.gpus_per_trial is None:
+            return 1
+        return max(1, round(self.gpus / self.gpus_per_trial))
 
     @field_validator("memory")
     @classmethod
@@ -375,6 +407,11 @@ class TrialSpec(Section):
         "best", description="Keras models kept: the best one (EXP/best/), every run's, or none"
     )
     checkpoints: bool = Field(False, description="Keras: keep each run's best epoch in RUN…/checkpoint.keras")
+    resume: bool = Field(
+        True,
+        description="Save a checkpoint after each epoch (Keras: automatic; functions: a `checkpoint` argument) so "
+        "that an attempt cut off by a lost worker, walltime or preemption resumes from its last epoch",
+    )
 
     @field_validator("timeout", mode="before")
     @classmethod

@@ -186,3 +186,51 @@ def test_pbt_members_hand_checkpoints_across_worker_jobs(slurm: None, tmp_path: 
     assert_pbt_progress_continues(records, exp.metrics)
     assert all(str(t.worker).startswith("job ") for t in records.values())
     assert not our_jobs()
+
+
+def test_a_trial_whose_job_is_cancelled_resumes_from_its_checkpoint_in_another_job(
+    slurm: None, tmp_path: Path
+) -> None:
+    """``scancel`` of the job running a trial after its third epoch: the next attempt runs in
+    another job from the last epoch saved; the epochs recorded run 1..8 without a restart,
+    and the Gantt keeps the segment that was cut off on the first job's lane."""
+    from candle_lab import monitor
+
+    spec = {
+        **gpu_spec(1, 0.0),
+        "model": {"ref": "trial_models:resumable", "path": str(TESTS)},
+        "space": [{"name": "x", "type": "real", "low": 0.5, "high": 1.0},
+                  {"name": "epochs", "type": "constant", "value": 8},
+                  {"name": "epoch_seconds", "type": "constant", "value": 1.0}],
+        "objective": {"metric": "loss"},
+        "search": {"algorithm": "random", "seed": 3},
+    }
+    exp = candle_lab.run(spec, wait=False, root=tmp_path)
+    job = ""
+    deadline = time.monotonic() + 180
+    while not job:
+        assert time.monotonic() < deadline and exp.status().state in ("created", "running")
+        m = exp.metrics
+        if not m.empty and m["step"].max() >= 3:
+            job = (exp.path / "RUN000" / "slurm_job").read_text()
+            subprocess.run(["scancel", job], check=True)
+        time.sleep(0.1)
+    status = exp.wait(timeout=240)
+    (t,) = exp.records()
+    assert status.state == "completed" and t.state == "completed" and t.attempt == 2, t.error
+    assert t.worker != f"job {job}"  # ran again elsewhere
+    m = exp.metrics[exp.metrics["name"] == "total"]
+    first = m[m["attempt"] == 1]["step"].tolist()
+    second = m[m["attempt"] == 2]["step"].tolist()
+    assert first[:3] == [1, 2, 3] and second == list(range(second[0], 9)), (first, second)
+    assert second[0] <= first[-1] + 1  # resumed from a saved epoch, not from epoch 1 ...
+    assert second[0] > 1
+    x = float(t.params["x"])
+    assert t.metrics is not None and abs(t.metrics["total"] - 8 * x) < 1e-9  # ... and each epoch counted once
+    (resumed,) = exp.events(["resumed"])
+    assert resumed[3]["epoch"] == second[0] - 1
+    earlier = monitor.earlier_attempts(exp.events(["retry"]))
+    assert earlier["worker"].tolist() == [f"job {job}"]
+    bars = monitor.gantt_rows(exp.trials, earlier=earlier)
+    assert sorted(bars["state"]) == ["completed", "interrupted"] and set(bars["trial_id"]) == {0}
+    assert not our_jobs()

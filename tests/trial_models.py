@@ -276,3 +276,50 @@ def three_metrics(params: dict[str, Any]) -> dict[str, float]:
         if candle_lab.report(epoch, accuracy=1.0 - loss / 3, loss=loss, val_loss=val):
             break
     return {"accuracy": 1.0 - loss / 3, "loss": loss, "val_loss": val}
+
+
+def keras_resume(params: dict[str, Any]) -> dict[str, float]:
+    """An unchanged Keras loop of ``epochs`` epochs; its first attempt kills its worker as
+    epoch ``die_at`` + 1 begins (epochs 1..die_at done and saved). Returns the optimizer's
+    step count: a resumed attempt continues it, a fresh one would count from 0."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(3)
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(-1, 4)
+    y = x.sum(axis=1, keepdims=True)
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(8, activation="tanh"),
+                                 tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    die_at = int(params.get("die_at", 3))
+
+    class Die(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            if _attempt() == 1 and epoch == die_at:
+                os._exit(3)
+
+    history = model.fit(x, y, batch_size=4, epochs=int(params.get("epochs", 6)), verbose=0, callbacks=[Die()])
+    return {"loss": float(history.history["loss"][-1]), "iterations": float(model.optimizer.iterations.numpy()),
+            "epochs_trained": float(len(history.history["loss"]))}
+
+
+def resumable(params: dict[str, Any], checkpoint: Any) -> dict[str, float]:
+    """A loop that takes its checkpoint itself: ``epochs`` epochs of ``epoch_seconds``,
+    'total' grows by x each epoch and is saved after it; writes its SLURM job to the run
+    folder at the start of each attempt (for tests that cancel it)."""
+    import json
+
+    ctx = current_trial()
+    if ctx is not None:
+        (ctx.prepare_dir() / "slurm_job").write_text(os.environ.get("SLURM_JOB_ID", ""))
+    total = 0.0
+    if checkpoint.restore_dir is not None:
+        total = json.loads((checkpoint.restore_dir / "state.json").read_text())["total"]
+    x = float(params["x"])
+    for epoch in range(checkpoint.initial_epoch, int(params.get("epochs", 8))):
+        time.sleep(float(params.get("epoch_seconds", 0.5)))
+        total += x
+        with checkpoint.saving(epoch + 1) as folder:
+            (folder / "state.json").write_text(json.dumps({"total": total}))
+        candle_lab.report(epoch + 1, loss=1.0 / (1.0 + total), total=total)
+    return {"loss": 1.0 / (1.0 + total), "total": total}

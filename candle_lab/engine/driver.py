@@ -278,6 +278,7 @@ class Engine:
             gpus=self.spec.compute.gpus,
             save_model=self.spec.trial.keep_models != "none",
             checkpoint=self.spec.trial.checkpoints,
+            resume=self.spec.trial.resume,
             **self._from_origin(t),
             fn=self.fn,
         )

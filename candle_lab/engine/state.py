@@ -47,6 +47,7 @@ class Trial:
     target: str | None = None  # the worker it was submitted to, when the driver places trials
     unstarted_losses: int = 0  # times its worker was lost while it waited behind another trial
     origin: dict[str, Any] | None = None  # where its point came from (PBT: the checkpoint it starts from)
+    reported: int = 0  # the attempt (with restarts) whose metrics arrived: a resumed one says so once
 
     @property
     def key_suffix(self) -> str:
@@ -325,6 +326,11 @@ class SearchState:
         if trial is None:
             return []
         actions: list[Action] = [Metrics(trial.trial_id, trial.attempt, event.step, event.metrics, event.time)]
+        attempt = trial.attempt + trial.restarts
+        if trial.reported != attempt:  # the attempt's first metrics: past epoch 1, it resumed
+            trial.reported = attempt
+            if attempt > 1 and event.step > 1:
+                actions.append(Event("resumed", trial.trial_id, {"attempt": attempt, "epoch": event.step - 1}))
         metric = self.spec.objective.metric
         if self._rule is not None and metric in event.metrics and trial.stop_reason is None:
             loss = self.spec.objective.loss(float(event.metrics[metric]))
@@ -346,7 +352,9 @@ class SearchState:
         if trial.restarts:
             outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
         if outcome.reason in RETRYABLE and outcome.attempt <= self.spec.trial.retries and self.stopping is None:
-            detail = {"attempt": trial.attempt, "reason": outcome.reason, "error": outcome.error}
+            detail = {"attempt": trial.attempt, "reason": outcome.reason, "error": outcome.error,
+                      "worker": outcome.worker or trial.worker, "gpu": outcome.gpu,
+                      "started": outcome.started, "ended": outcome.ended}  # the Gantt keeps this segment
             trial.attempt, trial.restarts = outcome.attempt + 1, 0
             self.reruns.append(trial)
             return [Event("retry", trial.trial_id, detail),

@@ -29,6 +29,7 @@ LOG_FILE = "output.log"
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoint.keras"
 PBT_DIR = "pbt"  # PBT: the checkpoint an interval leaves for the next (weights, optimizer state)
+RESUME_DIR = "resume"  # resumable trials: epoch-NNNN/ per saved epoch, latest names the newest
 FINAL_PARAMS_FILE = "final_params.json"  # CANDLE modules: the parameters after precedence
 
 

@@ -42,6 +42,7 @@ class TrialTask:
     gpus: int = 0
     save_model: bool = True
     checkpoint: bool = False
+    resume: bool = False  # save each epoch and start an attempt from the last saved (trial.resume)
     interval: tuple[int, int] | None = None  # PBT: train from epoch [0] to epoch [1] ...
     restore_from: str | None = None  # ... starting from the checkpoint in this run folder
     uq: dict[str, Any] | None = None  # ensemble member: method, seed, passes (candle_lab.uq)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import IO, Any, Literal
 
 from candle_lab import settings
 from candle_lab.models import interpret, run_model
-from candle_lab.store.layout import LOG_FILE, MODEL_FILE, RESULT_FILE, STARTS_DIR
+from candle_lab.store.layout import LOG_FILE, MODEL_FILE, RESULT_FILE, RESUME_DIR, STARTS_DIR
 from candle_lab.trial.context import TrialContext, TrialTimeout, _current, _running, forget, schedule_start_event
 from candle_lab.trial.output import configure_native_logs, output_to
 from candle_lab.trial.protocol import Reason, StartEvent, TrialOutcome, TrialTask
@@ -148,6 +149,8 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     state: Literal["completed", "failed", "stopped"] = "completed" if reason is None else "failed"
     if ctx.stop_reason is not None and reason in (None, "nan"):
         state, reason = "stopped", ctx.stop_reason
+    if state == "completed" or (state == "stopped" and reason != "walltime"):
+        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)  # no attempt will resume from it
     outcome = TrialOutcome(
         trial_id=task.trial_id,
         attempt=task.attempt,

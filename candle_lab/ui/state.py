@@ -174,7 +174,8 @@ class ExperimentMonitor(param.Parameterized):
         """The Gantt's bars; between reads of the store only running and queued bars change
         (they end "now")."""
         bars, t0 = self._memo(
-            "gantt", lambda: (monitor.gantt_rows(self.trials, queued=True, limit=GANTT_BARS),
+            "gantt", lambda: (monitor.gantt_rows(self.trials, queued=True, limit=GANTT_BARS,
+                                                 earlier=self._earlier_attempts()),
                               monitor.origin(self.trials)))
         live = bars["state"].isin(["running", "queued"]).to_numpy()
         if not live.any():
@@ -182,6 +183,10 @@ class ExperimentMonitor(param.Parameterized):
         bars = bars.copy()
         bars.loc[live, "end"] = time.time() - t0
         return bars
+
+    def _earlier_attempts(self) -> pd.DataFrame | None:
+        """Attempts cut off and run again (read with the trials: a few events at most)."""
+        return None if self._store is None else monitor.earlier_attempts(self._store.events(["retry"]))
 
     def usage(self) -> monitor.Utilization:
         if self.spec is None:

@@ -13,6 +13,9 @@ one (:mod:`candle_lab.trial.checkpoint`). Elsewhere it keeps CANDLE's own behavi
 ``ckpt_save_interval`` epochs (after ``ckpt_skip_epochs``) the weights and the optimizer's
 state go to ``ckpt_directory/ckpts/last/``, and ``restart`` resumes from there unless
 ``ckpt_restart_mode`` is ``off`` (``required``: fail when there is nothing to resume).
+In a trial a relative ``ckpt_directory`` lies in the trial's run folder, the same for
+every attempt: an attempt cut off (lost worker, walltime, preemption) is resumed by the
+next from the last checkpoint, and candle_lab's own epoch checkpoints stay off for it.
 Importing this module imports Keras."""
 
 from __future__ import annotations
@@ -48,13 +51,20 @@ class CandleCkptKeras(keras.callbacks.Callback):
         self.save_interval = int(gParameters.get("ckpt_save_interval") or 1)
         self.skip_epochs = int(gParameters.get("ckpt_skip_epochs") or 0)
         self.metric = str(gParameters.get("ckpt_save_best_metric") or "val_loss")
-        self.last = Path(str(gParameters.get("ckpt_directory") or "./save")) / "ckpts" / "last"
+        folder = Path(str(gParameters.get("ckpt_directory") or "./save"))
+        ctx = current_trial()
+        if ctx is not None:  # in a trial: its run folder, the same for each attempt
+            folder = folder if folder.is_absolute() else ctx.run_dir / folder
+            checkpoint = current_checkpoint()
+            if checkpoint is not None and not checkpoint.is_interval:
+                ctx.checkpoint_by_model = True  # it resumes itself: the Keras fit hook leaves it alone
+        self.last = folder / "ckpts" / "last"
 
     def restart(self, model: Any) -> dict[str, Any] | None:
         """Load the latest checkpoint into ``model``; its ``{"epoch": ...}``, or None to
         start from scratch."""
         interval = current_checkpoint()
-        if interval is not None:  # PBT: where this interval starts
+        if interval is not None and interval.is_interval:  # PBT: where this interval starts
             ctx = current_trial()
             if ctx is not None:
                 ctx.checkpoint_restored = True
@@ -75,7 +85,8 @@ class CandleCkptKeras(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         done = epoch + 1
-        if current_checkpoint() is not None:
+        checkpoint = current_checkpoint()
+        if checkpoint is not None and checkpoint.is_interval:
             return  # PBT: the interval's end is saved when fit returns
         if self.save_interval <= 0 or done <= self.skip_epochs or done % self.save_interval:
             return

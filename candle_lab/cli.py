@@ -174,43 +174,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps({"experiment": exp.id, "measured": figures, "notes": list(measured.notes),
                           "rows": [row.as_dict() for row in rows]}))
         return 0
-    print(_plan_table(exp.id, measured, rows))
+    print(planner.text_table(exp.id, measured, rows))
     return 0
-
-
-def _plan_table(exp_id: str, measured: planner.Measured, rows: Sequence[planner.PlanRow]) -> str:
-    from candle_lab.formatting import duration
-
-    m = measured
-    head = (
-        f"{exp_id}: {m.trials} trials, median {duration(m.median_duration)} each, on {m.workers} workers "
-        f"({m.mode}); dispatch {m.dispatch * 1000:.3g} ms/trial"
-        + (f", {duration(m.round_cost)} per round" if m.mode == "batch" and m.round_cost is not None else "")
-        + f"; {m.failure_rate:.0%} of attempts failed (retries {m.retries})"
-    )
-    header = ["", "workers", "mode", "trials", "wall time", "p10–p90", "idle", rows[0].unit if rows else "", "speed-up"]
-    cells = []
-    for r in rows:
-        label = f"model ({r.error:+.1%})" if r.kind == "model" and r.error is not None else str(r.kind)
-        spread = "–" if r.wall_p10 is None else f"{duration(r.wall_p10)} – {duration(r.wall_p90)}"
-        cells.append([
-            label, str(r.workers), r.mode, str(r.trials), duration(r.wall), spread,
-            "–" if r.idle is None else f"{r.idle:.1%}", f"{r.hours:.3g}",
-            "–" if r.speedup is None else f"{r.speedup:.2f}x",
-        ])
-    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
-    right = {1, 3, 6, 7, 8}
-    lines = [head, ""]
-    for row in [header, *cells]:
-        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
-    lines.append("")
-    lines.append("wall time: first trial start to last trial end (cluster start-up not included); "
-                 "p10–p90: spread over simulated runs; model: the simulation of the real run's configuration "
-                 "(in brackets: its error against the real run); speed-up: against the real run (for another "
-                 "number of trials: against the simulation of the real run's allocation)")
-    lines += [f"note: {n}" for n in m.notes]
-    return "\n".join(lines)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

@@ -110,6 +110,16 @@ def _trial_callbacks(callbacks: Any, saving: Checkpoint | None = None) -> list[A
     return out
 
 
+def _restored(model: Any, checkpoint: Checkpoint) -> bool:
+    """Whether the last saved epoch was loaded into ``model``; a model whose weights only
+    exist once it trains (no input shape), or that changed, starts again from epoch 1."""
+    try:
+        return checkpoint.restore_keras(model)
+    except Exception as exc:
+        log.warning("could not resume from %s (%s): training from epoch 1", checkpoint.restore_dir, exc)
+        return False
+
+
 def install_fit_hook() -> None:
     """Make every ``fit`` inside a trial report live (once per process)."""
     fit = keras.Model.fit
@@ -128,7 +138,7 @@ def install_fit_hook() -> None:
             if ctx.checkpoint_restored:
                 return fit(self, *args, callbacks=_trial_callbacks(callbacks), **kwargs)
             ctx.checkpoint_restored = True
-            if checkpoint.restore_keras(self):
+            if _restored(self, checkpoint):
                 epochs = int(args[3] if len(args) > 3 else kwargs.get("epochs", 1))
                 kwargs["initial_epoch"] = min(checkpoint.initial_epoch, epochs - 1)  # at least one epoch runs
                 log.info("trial %s resumes after epoch %d", ctx.task.trial_id, kwargs["initial_epoch"])

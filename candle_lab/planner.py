@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from candle_lab.errors import SpecError, expected_got, shown
+from candle_lab.trial.protocol import RETRYABLE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,7 +63,7 @@ RowKind = Literal["measured", "model", "what-if"]
 GAP_FACTOR = 3.0  # gaps (and late first starts) longer than this many median durations are not dispatch
 MIN_PAUSE = 1.0  # ... nor shorter than this many seconds idle pauses (trials of milliseconds)
 RAN_STATES = ("completed", "failed", "stopped")
-RETRYABLE_REASONS = frozenset({"exception", "oom", "lost-worker"})  # as trial.protocol.RETRYABLE
+RETRYABLE_REASONS = RETRYABLE  # failures the engine retries
 EVENT_BUDGET = 1_000_000  # simulated attempts over all repeats when the caller leaves repeats to us
 DEFAULT_REPEATS = 200
 
@@ -445,6 +446,56 @@ def _row(kind: RowKind, p: Prediction, baseline: float | None, unit: str, error:
     speedup = baseline / p.wall if baseline and p.wall > 0 else None
     return PlanRow(kind, p.workers, p.mode, p.trials, p.wall, p.wall_p10, p.wall_p90, p.idle, hours, unit, speedup,
                    error)
+
+
+# ------------------------------------------------------------------------------- shown
+COLUMNS = ("", "workers", "mode", "trials", "wall time", "p10–p90", "idle", "hours", "speed-up")
+LEGEND = ("wall time: first trial start to last trial end (cluster start-up not included); p10–p90: spread over "
+          "simulated runs; model: the simulation of the real run's configuration (in brackets: its error against "
+          "the real run); speed-up: against the real run (for another number of trials: against the simulation "
+          "of the real run's allocation)")
+
+
+def headline(exp_id: str, m: Measured) -> str:
+    """What the plan was measured from, in one line."""
+    from candle_lab.formatting import duration
+
+    return (
+        f"{exp_id}: {m.trials} trials, median {duration(m.median_duration)} each, on {m.workers} workers "
+        f"({m.mode}); dispatch {m.dispatch * 1000:.3g} ms/trial"
+        + (f", {duration(m.round_cost)} per round" if m.mode == "batch" and m.round_cost is not None else "")
+        + f"; {m.failure_rate:.0%} of attempts failed (retries {m.retries})"
+    )
+
+
+def cells(rows: Sequence[PlanRow]) -> list[list[str]]:
+    """The rows as text, in the order of :data:`COLUMNS` (``hours``: the rows' unit)."""
+    from candle_lab.formatting import duration
+
+    out = []
+    for r in rows:
+        label = f"model ({r.error:+.1%})" if r.kind == "model" and r.error is not None else str(r.kind)
+        spread = "–" if r.wall_p10 is None or r.wall_p90 is None else f"{duration(r.wall_p10)} – {duration(r.wall_p90)}"
+        out.append([
+            label, str(r.workers), r.mode, str(r.trials), duration(r.wall), spread,
+            "–" if r.idle is None else f"{r.idle:.1%}", f"{r.hours:.3g}",
+            "–" if r.speedup is None else f"{r.speedup:.2f}x",
+        ])
+    return out
+
+
+def text_table(exp_id: str, measured: Measured, rows: Sequence[PlanRow]) -> str:
+    """The plan as the command line prints it."""
+    header = [*COLUMNS[:7], rows[0].unit if rows else "", COLUMNS[8]]
+    body = cells(rows)
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    right = {1, 3, 6, 7, 8}
+    lines = [headline(exp_id, measured), ""]
+    for row in [header, *body]:
+        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    lines += ["", LEGEND, *(f"note: {n}" for n in measured.notes)]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- input

@@ -111,3 +111,29 @@ def test_gantt_has_one_lane_per_worker_while_trials_run(page: Any, tmp_path: Pat
             assert "tcp://" not in table and "worker 0" in table
     finally:
         exp.stop()
+
+
+def test_what_if_planner_answers_on_the_dashboard(page: Any, finished: Path) -> None:
+    """The what-if card: a bad worker list is named; a good one gives the real run, the
+    model of it and one row per workers × mode."""
+    with dashboard_server(finished) as (url, _):
+        _open_experiment(page, url, "EXP000")
+        page.get_by_text("What-if: other allocations and modes").click()
+        workers = page.get_by_placeholder("e.g. 8,32,128", exact=False)
+        workers.fill("4,zero")
+        workers.press("Enter")
+        page.get_by_role("button", name="Plan").click()
+        problem = page.get_by_text("invalid input: workers: expected comma-separated whole numbers")
+        problem.wait_for(timeout=30_000)  # next to the controls, naming the field
+        assert "got '4,zero'" in problem.inner_text()
+        workers.fill("1,4")
+        workers.press("Enter")
+        page.get_by_role("button", name="Plan").click()
+        table = page.locator(".tabulator", has_text="speed-up")
+        wait_until(lambda: table.count() == 1 and "what-if" in table.inner_text(), 60, "the plan's table")
+        text = table.inner_text()
+        assert "measured" in text and "model (" in text and "worker-hours" in text
+        assert text.count("what-if") == 4  # 1 and 4 workers, async and batch (2 async is the model row)
+        assert page.get_by_text("EXP000: 12 trials, median").count() == 1  # what it was measured from
+        assert problem.count() == 0  # the message went with the problem
+        page.screenshot(path=SHOTS / "dashboard-plan.png", full_page=True)

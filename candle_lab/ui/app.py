@@ -18,7 +18,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import StringEditor, StringFormatter
 
-from candle_lab import figures, formatting
+from candle_lab import figures, formatting, planner
 from candle_lab.efficiency import Efficiency, describe
 from candle_lab.errors import CandleLabError
 from candle_lab.ui.charts import (
@@ -369,6 +369,35 @@ class AnalysisView:
         self.panes["contour"].object = figures.contour_figure(found, m.spec.objective.metric)
 
 
+class PlannerView:
+    """What-if: this experiment's measured trials replayed on other numbers of workers and
+    in the other search mode (:mod:`candle_lab.planner`), on request."""
+
+    def __init__(self, monitor: ExperimentMonitor) -> None:
+        self.monitor = monitor
+        self.workers = W.TextInput(name="Workers", placeholder="e.g. 8,32,128 (empty: ½× to 8× this run's)",
+                                   width=260)
+        self.modes = W.CheckButtonGroup(name="Modes", options=["async", "batch"], value=["async", "batch"])
+        self.button = W.Button(name="Plan", button_type="primary", width=100)
+        self.button.on_click(lambda _: self.run())
+        self.headline = pn.pane.Markdown("")
+        self.table = W.Tabulator(show_index=False, disabled=True, sizing_mode="stretch_width", name="Plan",
+                                 visible=False)
+        legend = pn.pane.Markdown(f"<small>{html.escape(planner.LEGEND)}</small>")
+        self.view = pn.Card(
+            pn.Row(self.workers, self.modes, self.button), self.headline, self.table, legend,
+            title="What-if: other allocations and modes", collapsed=True, sizing_mode="stretch_width",
+        )
+
+    def run(self) -> None:
+        typed = self.workers.value_input if self.workers.value_input is not None else self.workers.value
+        found = self.monitor.plan(str(typed or ""), list(self.modes.value))
+        if found is None:
+            return
+        self.headline.object, self.table.value = html.escape(found[0]), found[1]
+        self.table.visible = True
+
+
 class DashboardView:
     """Live charts and controls of one experiment; ``poll()`` reads the store. Click a
     trial anywhere (a Gantt bar, a curve's point, a table row) to select it everywhere."""
@@ -384,6 +413,7 @@ class DashboardView:
         self.population = PopulationChart()
         self.lineage = LineageChart()
         self.analysis = AnalysisView(monitor)
+        self.planner = PlannerView(monitor)
         self.pbt = pn.Row(pn.pane.Bokeh(self.population.figure, sizing_mode="stretch_width"),
                           pn.pane.Bokeh(self.lineage.figure, sizing_mode="stretch_width"),
                           sizing_mode="stretch_width", visible=False)
@@ -430,6 +460,7 @@ class DashboardView:
             self.table,
             pn.Card(self.analysis.view, title="Analysis: what matters in the search space",
                     sizing_mode="stretch_width"),
+            self.planner.view,
             sizing_mode="stretch_width", name="Dashboard",
         )
         self._render()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from candle_lab import analysis, api, formatting, monitor
+from candle_lab import analysis, api, formatting, monitor, planner
 from candle_lab.efficiency import EVENT_KINDS, Efficiency, experiment_efficiency
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec
@@ -29,6 +29,9 @@ RUNNING_TICK_SECONDS = 1.0  # running bars grow on screen even when no event arr
 CURVES_SHOWN = 40  # loss curves drawn when no top-K filter is set: the latest trials
 GANTT_BARS = 5000  # past this, consecutive finished trials of a worker share a bar
 TABLE_ROWS = 500  # trials the table holds (the best, and every running one)
+
+
+PLAN_REPEATS = 50  # simulated runs per what-if row on the dashboard (the CLI's default: more)
 
 
 class ExperimentMonitor(param.Parameterized):
@@ -341,6 +344,26 @@ class ExperimentMonitor(param.Parameterized):
             self.message = str(exc)
             return
         self.message = f"resumed {self.experiment.id}"
+
+    def plan(self, workers: str, modes: list[str]) -> tuple[str, pd.DataFrame] | None:
+        """What-if (:mod:`candle_lab.planner`) for ``workers`` ("8,32,128"; empty: around this
+        run's) and ``modes``: its headline and table; None (the reason in ``message``) when
+        the input or the experiment cannot be planned from."""
+        if self.experiment is None or self.spec is None:
+            return None
+        try:
+            counts = planner.parse_workers(workers, "workers") if workers.strip() else None
+            chosen = planner.check_modes(modes, "modes") if modes else None
+            measured = planner.measure(self.trials, self.spec, self.experiment.id)
+            rows = planner.plan(measured, counts, chosen, repeats=PLAN_REPEATS)
+        except CandleLabError as exc:
+            self.message = str(exc)
+            return None
+        table = pd.DataFrame(planner.cells(rows), columns=list(planner.COLUMNS))
+        if rows:
+            table = table.rename(columns={"hours": rows[0].unit, "": "row"})
+        self.message = ""
+        return planner.headline(self.experiment.id, measured), table
 
     def ensemble(self, top: int, method: str, members: int) -> api.Experiment | None:
         """An uncertainty ensemble of this experiment's best configurations, started in a

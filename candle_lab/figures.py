@@ -29,12 +29,12 @@ STATE_COLOURS: dict[str, tuple[str, str]] = {  # state -> two shades, alternatin
 GANTT_BARS = 5000  # past this, consecutive finished trials of a worker share a bar
 
 
-def gantt_figure(trials: pd.DataFrame, earlier: pd.DataFrame | None = None) -> Any:
+def gantt_figure(trials: pd.DataFrame, earlier: pd.DataFrame | None = None, direction: str = "minimize") -> Any:
     """Trials as bars per worker lane, coloured by state with alternating shades (and the
     attempts that were cut off, :func:`monitor.earlier_attempts`)."""
     import plotly.graph_objects as go
 
-    rows = monitor.gantt_rows(trials, limit=GANTT_BARS, earlier=earlier)
+    rows = monitor.gantt_rows(trials, limit=GANTT_BARS, earlier=earlier, direction=direction)
     fig = go.Figure()
     for state, colours in STATE_COLOURS.items():
         part = rows[rows["state"] == state]

@@ -63,7 +63,7 @@ def write_report(
 
     metric, direction = spec.objective.metric, spec.objective.direction
     timeline = [
-        gantt_figure(trials, monitor.earlier_attempts(exp.events(["retry"]))),
+        gantt_figure(trials, monitor.earlier_attempts(exp.events(["retry"])), direction),
         utilization_figure(running, spec.compute.workers),
         best_so_far_figure(progress, metric, direction),
     ]

@@ -133,14 +133,14 @@ GANTT_COLUMNS = ["trial_id", "lane", "start", "end", "state", "shade", "objectiv
 
 def gantt_rows(
     trials: pd.DataFrame, now: float | None = None, *, queued: bool = False, limit: int | None = None,
-    earlier: pd.DataFrame | None = None,
+    earlier: pd.DataFrame | None = None, direction: str = "minimize",
 ) -> pd.DataFrame:
     """One bar per trial: ``lane`` (worker), ``start``/``end`` (seconds from
     :func:`origin`), ``state``, ``trials`` (1) and ``shade`` 0/1 alternating along each lane
     so that neighbouring trials are told apart. ``queued=True`` adds waiting trials on a
     lane of their own, from when they were queued until now. With more than ``limit``
     bars, consecutive finished trials of a lane are drawn as one bar each (``trials``
-    says how many; failed if any of them failed; the lowest objective), so a chart of
+    says how many; failed if any of them failed; the best objective in ``direction``), so a chart of
     100,000 trials stays light; running and queued trials always keep a bar of their own.
     ``earlier`` (:func:`earlier_attempts`) adds the attempts that were cut off, as
     ``interrupted`` bars of their trial on the lanes where they ran."""
@@ -163,7 +163,7 @@ def gantt_rows(
         ran = ran.sort_values(["lane", "start"])
         ran["trials"] = 1
         if limit is not None and len(ran) + len(waiting) > limit:
-            ran = _grouped_bars(ran, limit - len(waiting))
+            ran = _grouped_bars(ran, limit - len(waiting), direction)
         ran["shade"] = ran.groupby("lane").cumcount() % 2
         ran = ran[GANTT_COLUMNS]
     out = pd.concat([f for f in (ran, waiting) if not f.empty], ignore_index=True)
@@ -175,7 +175,7 @@ def gantt_rows(
     return out
 
 
-def _grouped_bars(ran: pd.DataFrame, limit: int) -> pd.DataFrame:
+def _grouped_bars(ran: pd.DataFrame, limit: int, direction: str = "minimize") -> pd.DataFrame:
     """Finished bars (sorted by lane and start) grouped ``k`` at a time along each lane, ``k``
     as small as keeps the total within ``limit``; running bars stay single. Array code: a
     100,000-trial Gantt is built in a fraction of a second."""
@@ -195,7 +195,8 @@ def _grouped_bars(ran: pd.DataFrame, limit: int) -> pd.DataFrame:
         "start": np.minimum.reduceat(done["start"].to_numpy(float), heads),
         "end": np.maximum.reduceat(done["end"].to_numpy(float), heads),
         "state": np.where(failed, "failed", np.where(counts > 1, "completed", state)),
-        "objective": np.fmin.reduceat(done["objective"].to_numpy(float), heads),
+        "objective": (np.fmax if direction == "maximize" else np.fmin).reduceat(done["objective"].to_numpy(float),
+                                                                                heads),
         "trials": counts,
     })
     return pd.concat([bars, live], ignore_index=True).sort_values(["lane", "start"])

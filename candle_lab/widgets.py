@@ -414,7 +414,7 @@ class ExperimentDashboard:
             f"<span class='best-objective'>{formatting.number(status.best)}</span>"
         )
         self.trial.options = [str(t) for t in m.running_trials()]
-        _replace(self.gantt, figures.gantt_figure(m.trials))
+        _replace(self.gantt, figures.gantt_figure(m.trials, direction=m.direction))
         _replace(self.best, figures.best_so_far_figure(m.best_curve(), metric, m.direction))
         if m.population_based:  # PBT: each member's whole life, with its exploit jumps
             _replace(self.curves, figures.population_figure(*m.population(), m.metric))

@@ -69,6 +69,9 @@ def test_gantt_groups_finished_trials_past_its_limit_and_keeps_running_ones() ->
     assert (rows.loc[rows["state"] == "running", "trials"] == 1).all() and (rows["state"] == "running").sum() == 1
     assert rows.loc[rows["trial_id"] <= 5, "state"].tolist().count("failed") == 1  # the failure still shows
     assert rows["objective"].min() == pytest.approx(trials["objective"].min())
+    maximizing = monitor.gantt_rows(trials, now=20_000.0, limit=1000, direction="maximize")
+    assert maximizing["objective"].max() == pytest.approx(trials["objective"].max())  # a bar shows its best
+    assert (maximizing["objective"] >= rows["objective"]).all()
     whole = monitor.gantt_rows(trials, now=20_000.0)
     assert len(whole) == 10_000 and (whole["trials"] == 1).all()
 

@@ -14,6 +14,7 @@ from conftest import model_spec
 from tornado.httpclient import HTTPClientError
 
 from candle_lab import api
+from candle_lab.html_report import write_report
 
 pytest.importorskip("jupyter_server")
 
@@ -86,6 +87,11 @@ async def test_report_is_written_when_out_of_date_and_served_as_html(jp_fetch: A
     os.utime(db, (later, later))  # the store changed after the report was written
     await jp_fetch("candle-lab", "api", "experiments", finished.id, "report")
     assert report.stat().st_mtime_ns > written
+
+    write_report(finished, plotly="shared")  # links ../plotly.min.js, which the route does not serve
+    shared = await jp_fetch("candle-lab", "api", "experiments", finished.id, "report")
+    served = shared.body.decode()
+    assert "plotly.min.js" not in served and len(served) > 1_000_000  # plotly.js inline: its plots draw
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,9 @@ class EnsembleHandler(BaseHandler):
         self.started(lambda: api.ensemble(exp, wait=False, root=self.root, **body))
 
 
+SHARED_PLOTLY = 'src="../plotly.min.js"'  # a report linking the plotly.js written beside its folder
+
+
 class ReportHandler(BaseHandler):
     """The experiment's HTML report (``report.html``), written first when it is missing or
     older than the experiment's store. Its scripts run in a sandbox (a unique origin, as
@@ -197,7 +200,9 @@ class ReportHandler(BaseHandler):
 
     @classmethod
     def report(cls, exp: api.Experiment) -> str:
-        """The report's text, written anew when the store changed since it was written."""
+        """The report's text, written anew when the store changed since it was written, or
+        when it links a plotly.js beside it (``candle-lab report --plotly shared``), which
+        this route does not serve: the page it serves carries its own."""
         from candle_lab.html_report import write_report
 
         with cls._guard:
@@ -206,10 +211,12 @@ class ReportHandler(BaseHandler):
             out = exp.path / REPORT_NAME
             store = [exp.path / DB_NAME, exp.path / f"{DB_NAME}-wal"]  # WAL: recent writes may sit in -wal
             changed = max(f.stat().st_mtime_ns for f in store if f.exists())
-            if not out.is_file() or out.stat().st_mtime_ns < changed:
+            page = out.read_text(encoding="utf-8") if out.is_file() and out.stat().st_mtime_ns >= changed else ""
+            if not page or SHARED_PLOTLY in page:
                 write_report(exp)
                 log.info("wrote the report of %s", exp.id)
-            return out.read_text(encoding="utf-8")
+                page = out.read_text(encoding="utf-8")
+            return page
 
 
 class NotFoundHandler(BaseHandler):

@@ -178,7 +178,7 @@ class ExperimentMonitor(param.Parameterized):
         (they end "now")."""
         bars, t0 = self._memo(
             "gantt", lambda: (monitor.gantt_rows(self.trials, queued=True, limit=GANTT_BARS,
-                                                 earlier=self._earlier_attempts()),
+                                                 earlier=self._earlier_attempts(), direction=self.direction),
                               monitor.origin(self.trials)))
         live = bars["state"].isin(["running", "queued"]).to_numpy()
         if not live.any():

@@ -93,6 +93,7 @@ def drive(
     """Run (or continue) the experiment in ``exp_dir`` in this process until it ends."""
     from candle_lab.clusters import open_client, resolve, task_resources
     from candle_lab.engine import Engine
+    from candle_lab.engine.workers import slurm_workers
 
     with Store(exp_dir / DB_NAME) as store:
         store.set_meta(driver_pid=os.getpid(), driver_host=socket.gethostname(), heartbeat=time.time(), error=None)
@@ -103,7 +104,7 @@ def drive(
             with contextlib.nullcontext(client) if client is not None else open_client(resolved, exp_dir) as c:
                 store.set_meta(scheduler=c.scheduler.address, dashboard=c.dashboard_link)
                 engine = Engine(spec, exp_dir, store, c, fn=fn, observer=observer, resources=task_resources(resolved),
-                                workers_retire=resolved.profile.scheduler == "slurm")
+                                workers_retire=resolved.profile.scheduler == "slurm", slurm=slurm_workers(resolved))
                 return engine.run()
         except KeyboardInterrupt:
             store.set_meta(state=ExperimentState.INTERRUPTED)
@@ -434,8 +435,23 @@ class Experiment:
             return store.trials_frame(), store.metrics_frame(), store.events(EVENT_KINDS), store.meta()
 
     @property
+    def pareto(self) -> pd.DataFrame:
+        """The trials on the Pareto front of the spec's objectives (completed, feasible,
+        dominated by none), sorted by the first objective: the trials table's rows."""
+        from candle_lab import pareto
+
+        return pareto.front(self.trials, self.spec.goals)
+
+    def hypervolume(self) -> pd.DataFrame:
+        """The hypervolume of the front found after each completion (``ended``,
+        ``trials``, ``hypervolume``; at most 200 rows): progress with several objectives."""
+        from candle_lab import pareto
+
+        return pareto.hypervolume_over_time(self.trials, self.spec.goals)
+
+    @property
     def best(self) -> TrialRecord | None:
-        """The best completed trial (by the spec's objective direction)."""
+        """The best completed (and feasible) trial by the main objective."""
         return self._best_of(self.records())
 
     def _best_of(self, records: list[TrialRecord]) -> TrialRecord | None:
@@ -445,6 +461,7 @@ class Experiment:
             if (
                 t.state == TrialState.COMPLETED
                 and t.objective is not None
+                and t.feasible is not False
                 and (
                     best is None or objective.better(t.objective, best.objective)  # type: ignore[arg-type]
                 )

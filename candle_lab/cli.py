@@ -142,10 +142,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"{status.id} {status.name}: {status.state}" + (f" ({status.ended_because})" if status.ended_because else ""))
     print(f"trials: {status.trials} ({status.completed} completed, {status.failed} failed, {status.running} running)")
+    if exp.spec.multi_objective:
+        _print_front(exp)
+        return 0
     best = exp.best
     if best is not None:
         print(f"best: {best.objective:.6g} (trial {best.trial_id}) {json.dumps(best.params)}")
     return 0
+
+
+def _print_front(exp: api.Experiment) -> None:
+    import pandas as pd
+
+    goals = exp.spec.goals
+    front = exp.pareto
+    arrows = ", ".join(f"{g.metric} {'↓' if g.direction == 'minimize' else '↑'}" for g in goals)
+    print(f"Pareto front ({arrows}): {len(front)} trials")
+    for _, row in front.iterrows():
+        values = "  ".join(f"{g.metric}={float(row[f'metric.{g.metric}']):.6g}" for g in goals)
+        params = {c[6:]: row[c] for c in front.columns if c.startswith("param.") and not pd.isna(row[c])}
+        print(f"  trial {int(row['trial_id'])}: {values}  {json.dumps(params, default=str)}")
 
 
 def _print_efficiency(exp: api.Experiment, as_json: bool) -> int:

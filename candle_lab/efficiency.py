@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from candle_lab import formatting
+from candle_lab.trial.gpus import GPU_MEMORY, GPU_UTIL, SYSTEM_PREFIX  # system samples (percent, MiB)
 
 __all__ = [
     "EVENT_KINDS",
@@ -37,8 +38,6 @@ __all__ = [
 
 WORKER_JOINED, WORKER_LEFT = "worker-joined", "worker-left"
 EVENT_KINDS = (WORKER_JOINED, WORKER_LEFT, "driver-start", "driver-end")  # the events read here
-GPU_UTIL, GPU_MEMORY = "sys.gpu_util", "sys.gpu_mem_mb"  # system samples (percent, MiB)
-SYSTEM_PREFIX = "sys."  # metrics that are samples, not per-epoch reports
 TRIAL_COLUMNS = [
     "trial_id", "state", "reason", "worker", "started", "queue_wait", "startup", "training", "duration", "units",
     "hours", "gpu_busy", "gpu_mem_mb",

@@ -7,13 +7,17 @@ Each builder takes what :mod:`candle_lab.monitor` computes from the store and re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from candle_lab import analysis, monitor
+import numpy as np
+
+from candle_lab import analysis, formatting, monitor, pareto
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
+
+    from candle_lab.spec import ConstraintSpec, ObjectiveSpec
 
 STATE_COLOURS: dict[str, tuple[str, str]] = {  # state -> two shades, alternating along a worker lane
     "completed": ("#1f77b4", "#ff7f0e"),  # neighbours contrast
@@ -293,3 +297,137 @@ def parallel_figure(axes: list[analysis.Axis], objective: np.ndarray, metric: st
     ))
     fig.update_layout(title=f"Parameters and {metric}", height=380, margin={"l": 60, "r": 60})
     return fig
+
+
+# ------------------------------------------------------------------ several objectives (candle_lab.pareto)
+FRONT_COLOUR = "#d62728"
+DOMINATED_COLOUR = "#1f77b4"
+INFEASIBLE_COLOUR = "#7f7f7f"
+DOMINATED_OPACITY = 0.25  # dominated trials are faded: the front stands out
+SVG_POINTS = 1000  # a 2-D trace of more points is drawn with WebGL
+
+
+def goal_title(goal: ObjectiveSpec) -> str:
+    """An objective's axis title: "val_loss (↓ minimize)", "accuracy (↑ maximize)"."""
+    return f"{goal.metric} ({'↓ minimize' if goal.direction == 'minimize' else '↑ maximize'})"
+
+
+def pareto_figure(
+    trials: pd.DataFrame,
+    goals: Sequence[ObjectiveSpec],
+    constraints: Sequence[ConstraintSpec] = (),
+    front: pd.DataFrame | None = None,
+) -> Any:
+    """The completed trials in the space of the objectives, the Pareto front
+    (:func:`pareto.front`, or ``front`` when already computed) highlighted: 2 objectives a
+    scatter with the front joined by a step line, 3 a 3-D scatter, 4 a scatter matrix.
+    Dominated trials are faded, infeasible ones (``feasible`` 0: they broke one of
+    ``constraints``) grey crosses; at most :data:`analysis.MAX_POINTS` of each (the front
+    whole). Hovering a point shows its trial and parameters."""
+    import plotly.graph_objects as go
+
+    if len(goals) < 2:
+        raise ValueError(f"pareto_figure: expected 2 or more objectives, got {len(goals)}")
+    columns = pareto.objective_columns(goals)
+    if front is None:
+        front = pareto.front(trials, goals)
+    done = _reported(trials, columns)
+    bad = done["feasible"].to_numpy(dtype=float) == 0 if "feasible" in done else np.zeros(len(done), dtype=bool)
+    dominated = done[~bad & ~done["trial_id"].isin(front["trial_id"]).to_numpy()]
+    broke = ", ".join(str(c) for c in constraints)
+    groups: list[tuple[str, pd.DataFrame, dict[str, Any]]] = [  # drawn in this order: the front on top
+        ("dominated", _sample(dominated, analysis.MAX_POINTS),
+         {"color": DOMINATED_COLOUR, "opacity": DOMINATED_OPACITY, "size": 6}),
+        (f"infeasible ({broke})" if broke else "infeasible", _sample(done[bad], analysis.MAX_POINTS),
+         {"color": INFEASIBLE_COLOUR, "opacity": 0.6, "symbol": "x", "size": 7}),
+        ("Pareto front", front, {"color": FRONT_COLOUR, "size": 10, "line": {"width": 1, "color": "white"}}),
+    ]
+    titles = [goal_title(g) for g in goals]
+    fig = go.Figure()
+    for name, rows, marker in groups:
+        if rows.empty and name != "Pareto front":
+            continue
+        custom = np.column_stack([rows["trial_id"].to_numpy(dtype=object), _params_text(rows)]) \
+            if len(rows) else np.empty((0, 2), dtype=object)
+        values = [rows[c].to_numpy(dtype=float) for c in columns]
+        hover = "".join(f"<br>{g.metric} %{{{axis}:.5g}}" for g, axis in zip(goals, "xyz", strict=False))
+        template = f"trial %{{customdata[0]}}{hover}<br>%{{customdata[1]}}<extra>{name}</extra>"
+        if len(goals) == 2:
+            front_line = name == "Pareto front"
+            fig.add_trace((go.Scattergl if len(rows) > SVG_POINTS else go.Scatter)(
+                x=values[0], y=values[1], name=name, mode="lines+markers" if front_line else "markers",
+                line={"shape": "hv", "color": FRONT_COLOUR, "width": 2} if front_line else None,
+                marker=marker, customdata=custom, hovertemplate=template,
+            ))
+        elif len(goals) == 3:
+            fig.add_trace(go.Scatter3d(
+                x=values[0], y=values[1], z=values[2], name=name, mode="markers",
+                marker={**marker, "size": marker["size"] * 0.6}, customdata=custom, hovertemplate=template,
+            ))
+        else:
+            fig.add_trace(go.Splom(
+                dimensions=[{"label": t, "values": v} for t, v in zip(titles, values, strict=True)], name=name,
+                marker=marker, customdata=custom, showupperhalf=False, diagonal={"visible": False},
+                hovertemplate=f"trial %{{customdata[0]}}<br>%{{customdata[1]}}<extra>{name}</extra>",
+            ))
+    title = f"Pareto front: {len(front)} of {len(done)} trials"
+    if len(goals) == 2:
+        fig.update_layout(xaxis_title=titles[0], yaxis_title=titles[1], height=420)
+    elif len(goals) == 3:
+        fig.update_layout(scene={"xaxis_title": titles[0], "yaxis_title": titles[1], "zaxis_title": titles[2]},
+                          height=520, margin={"l": 0, "r": 0, "b": 0})
+    else:
+        fig.update_layout(height=640)
+    fig.update_layout(title=title, uirevision="pareto", legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def hypervolume_figure(curve: pd.DataFrame, origin: float | None = None) -> Any:
+    """The hypervolume of the front over time (:func:`pareto.hypervolume_over_time`) as a
+    step line: against seconds since ``origin`` (:func:`monitor.origin`, as the other time
+    charts), or against completed trials when ``origin`` is None."""
+    import plotly.graph_objects as go
+
+    x = curve["trials"] if origin is None else curve["ended"].astype(float) - origin
+    fig = go.Figure(go.Scatter(
+        x=x, y=curve["hypervolume"], line_shape="hv", mode="lines+markers" if len(curve) < 30 else "lines",
+        name="hypervolume", customdata=curve["trials"],
+        hovertemplate="%{customdata} completed trials<br>hypervolume %{y:.5g}<extra></extra>",
+    ))
+    fig.update_layout(
+        title="Hypervolume of the front", yaxis_title="hypervolume", height=350, uirevision="hypervolume",
+        xaxis_title="completed trials" if origin is None else "seconds since the first trial was queued",
+    )
+    fig.update_xaxes(rangemode="tozero")
+    return fig
+
+
+def _reported(trials: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Completed trials that reported every objective (a finite value)."""
+    if trials.empty or any(c not in trials for c in columns):
+        return trials.iloc[0:0].reindex(columns=[*trials.columns, *(c for c in columns if c not in trials)])
+    done = trials[trials["state"] == "completed"]
+    values = done[columns].to_numpy(dtype=float)
+    return done[np.isfinite(values).all(axis=1)]
+
+
+def _sample(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most ``limit`` rows, evenly spread over ``rows`` (all when fewer)."""
+    if len(rows) <= limit:
+        return rows
+    return rows.iloc[np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))]
+
+
+def _params_text(rows: pd.DataFrame) -> list[str]:
+    """Each row's parameters for a hover: "x=0.5, act=relu" (inactive ones left out)."""
+    params = [c for c in rows.columns if c.startswith("param.")]
+    if not params:
+        return [""] * len(rows)
+    return [
+        formatting.params({name[6:]: v for name, v in zip(params, values, strict=True) if not _missing(v)})
+        for values in rows[params].itertuples(index=False)
+    ]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from candle_lab import analysis, efficiency, formatting, monitor
+from candle_lab import analysis, efficiency, formatting, monitor, pareto
 from candle_lab.api import Experiment, open_experiment
 from candle_lab.figures import (
     best_so_far_figure,
@@ -24,9 +24,11 @@ from candle_lab.figures import (
     curves_figure,
     edf_figure,
     gantt_figure,
+    hypervolume_figure,
     importance_figure,
     lineage_figure,
     parallel_figure,
+    pareto_figure,
     population_figure,
     slice_figure,
     uncertainty_figure,
@@ -57,16 +59,20 @@ def write_report(
     out = Path(path) if path is not None else exp.path / REPORT_NAME
     spec = exp.spec
     trials = exp.trials
-    usage = monitor.utilization(trials, spec.compute.workers, spec.compute.gpus, cores_per_worker=spec.compute.cores)
+    usage = monitor.compute_utilization(trials, spec.compute)
     progress = monitor.thinned(monitor.best_so_far(trials, spec.objective.direction), analysis.MAX_POINTS)
     running = monitor.running_over_time(trials, points=analysis.MAX_POINTS)
 
     metric, direction = spec.objective.metric, spec.objective.direction
     timeline = [
         gantt_figure(trials, monitor.earlier_attempts(exp.events(["retry"])), direction),
-        utilization_figure(running, spec.compute.workers),
+        utilization_figure(running, monitor.slots(spec.compute)),
         best_so_far_figure(progress, metric, direction),
     ]
+    front = pareto.front(trials, spec.goals) if spec.multi_objective else None
+    if front is not None:  # several objectives: progress is the front's hypervolume
+        curve = pareto.hypervolume_over_time(trials, spec.goals)
+        timeline.append(hypervolume_figure(curve, monitor.origin(trials)))
     span = monitor.elapsed(trials)
     for fig in timeline:  # one time axis: seconds from the first trial queued
         fig.update_xaxes(range=[0, span or 1])
@@ -84,24 +90,35 @@ def write_report(
         slice_figure(analysis.slices(trials, direction), metric),
         contour_figure(analysis.contour(trials, pair[0], pair[1], direction) if len(pair) == 2 else None, metric),
     ]
+    if front is not None:  # the front after the timeline, then its table
+        figures.insert(len(timeline), pareto_figure(trials, spec.goals, spec.constraints, front))
     if spec.search.algorithm == "pbt":
         curves, jumps = monitor.population_curves(trials, exp.metrics, spec.objective.metric)
         figures += [population_figure(curves, jumps, spec.objective.metric), lineage_figure(monitor.lineage(trials))]
     parts = [fig.to_html(full_html=False, include_plotlyjs=_plotly_js(plotly, i == 0, out))
              for i, fig in enumerate(figures)]
+    if front is not None:
+        parts.insert(len(timeline) + 1, _front_table(front, spec))
     if spec.ensemble is not None:
         parts += _uncertainty_parts(exp)
     counts = monitor.state_counts(trials)
     summary = [
         ("experiment", f"{exp.id} · {spec.name}"),
         ("search", f"{spec.search.algorithm} (surrogate {spec.search.surrogate})"),
-        ("objective", f"{metric} ({direction})"),
+        ("objective", f"{metric} ({direction})") if front is None else ("objectives", ", ".join(
+            f"{g.metric} {'↓' if g.direction == 'minimize' else '↑'}" for g in spec.goals)),
         ("trials", ", ".join(f"{n} {s}" for s, n in counts.items() if n)),
         ("workers", str(spec.compute.workers)),
         ("utilization", f"{usage.utilization:.1%} (idle {usage.idle_fraction:.1%}: waiting for workers counts)"),
         ("duration", formatting.duration(span)),
         ("best", _best_text(top, metric, direction)),
     ]
+    if front is not None:
+        summary.append(("Pareto front", f"{len(front)} trials"))
+    if spec.constraints:
+        infeasible = int((trials["feasible"] == 0).sum()) if "feasible" in trials else 0
+        summary.append(("constraints", f"{', '.join(str(c) for c in spec.constraints)}: {infeasible} of "
+                                       f"{len(trials)} trials infeasible"))
     if spec.compute.gpus:
         summary.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used, {usage.gpu_hours_idle:.2f} idle"))
     else:
@@ -178,6 +195,18 @@ def _plotly_js(mode: str, first: bool, out: Path) -> bool | str:
             partial.replace(shared)  # whole or absent, even with reports written side by side
         return Path(os.path.relpath(shared, out.resolve().parent)).as_posix()
     return "cdn" if mode == "cdn" else True
+
+
+def _front_table(front: Any, spec: Any) -> str:
+    """The trials on the Pareto front: trial, objectives, parameters."""
+    objectives = {f"metric.{g.metric}": f"{g.metric} {'↓' if g.direction == 'minimize' else '↑'}" for g in spec.goals}
+    params = [c for c in front.columns if c.startswith("param.")]
+    table = front[["trial_id", *(c for c in ("run_id",) if c in front), *objectives, *params]]
+    table = table.rename(columns={**objectives, **{c: c[6:] for c in params}})
+    more = f"; the first {TABLE_ROWS}" if len(table) > TABLE_ROWS else ""
+    return (f"<h2>Pareto front ({len(front)} trials{more})</h2>"
+            + table.head(TABLE_ROWS).to_html(index=False, na_rep="", float_format=formatting.number,
+                                             classes="trials pareto"))
 
 
 def _best_text(top: Any, metric: str, direction: str) -> str:

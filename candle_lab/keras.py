@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from candle_lab.errors import MissingDependency
 from candle_lab.store.layout import CHECKPOINT_FILE
 from candle_lab.trial.checkpoint import Checkpoint, current_checkpoint
 from candle_lab.trial.context import current_trial, report
+from candle_lab.trial.gpus import memory_caps, parse_visible
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,12 @@ def _is_number(value: Any) -> bool:
     return True
 
 
-def configure_tensorflow(cores: int) -> None:
+def configure_tensorflow(cores: int, share: float | None = None) -> None:
     """TensorFlow's thread pools sized to the trial's cores; memory growth on every GPU it
-    sees (its own, through ``CUDA_VISIBLE_DEVICES``). Only possible before TensorFlow
-    starts its runtime, which is during the worker's first trial."""
+    sees (its own, through ``CUDA_VISIBLE_DEVICES``), and with a GPU ``share`` below 1 (trials
+    sharing a GPU) a memory cap of that share of the GPU (less 10 %), when ``nvidia-smi``
+    says how much it has. Only possible before TensorFlow starts its runtime, which is
+    during the worker's first trial."""
     try:
         import tensorflow as tf
     except ImportError:  # another Keras backend
@@ -89,9 +93,16 @@ def configure_tensorflow(cores: int) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(cores)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, cores))
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:
+        gpus = tf.config.list_physical_devices("GPU")
+        caps = memory_caps(share, parse_visible(os.environ.get("CUDA_VISIBLE_DEVICES"))) if gpus else []
+        for gpu, cap in zip(gpus, [*caps, *[None] * len(gpus)], strict=False):
+            if cap is None:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            else:  # growth within the cap (TF_FORCE_GPU_ALLOW_GROWTH, set for the worker)
+                limit = tf.config.LogicalDeviceConfiguration(memory_limit=cap)
+                tf.config.set_logical_device_configuration(gpu, [limit])
+                log.info("GPU %s: this trial may use %d MiB (a %.2g share)", gpu.name, cap, share)
+    except (RuntimeError, ValueError):
         log.debug("TensorFlow already started; its settings stay as they are")
 
 
@@ -126,7 +137,7 @@ def install_fit_hook() -> None:
     if getattr(fit, "_candle_lab", False):
         return
     ctx = current_trial()
-    configure_tensorflow(ctx.task.cores if ctx is not None else 1)
+    configure_tensorflow(ctx.task.cores if ctx is not None else 1, ctx.task.gpu_share if ctx is not None else None)
 
     @functools.wraps(fit)
     def fit_with_live_metrics(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+
+from candle_lab.trial.gpus import GPU_UTIL
 
 STATE_ORDER = ("queued", "running", "completed", "failed", "stopped", "cancelled")
 
@@ -25,7 +27,7 @@ class Utilization:
     end: float
     workers: int
     busy_seconds: float
-    gpus_per_worker: int = 0
+    gpus_per_worker: float = 0
     cores_per_worker: int = 1
 
     @property
@@ -112,6 +114,49 @@ def lane_name(worker: object) -> str:
     if "://" in text:
         text = text.split("://", 1)[1]
     return f"worker {text}" if text[:1].isdigit() else text
+
+
+# ------------------------------------------------------------------ GPU busy per lane
+def gpu_samples(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per trial (index ``trial_id``): ``sum`` and ``count`` of its ``sys.gpu_util`` samples
+    (the GPU sampler's, :mod:`candle_lab.trial.gpus`). Add the frames of new metrics rows
+    with :func:`add_samples` to keep it up to date without reading every row again."""
+    if metrics.empty or "name" not in metrics:
+        return pd.DataFrame({"sum": [], "count": []}, dtype=float)
+    rows = metrics[metrics["name"].to_numpy() == GPU_UTIL]
+    values = pd.to_numeric(rows["value"], errors="coerce")
+    grouped = values.groupby(rows["trial_id"].to_numpy())
+    return pd.DataFrame({"sum": grouped.sum(), "count": grouped.count()}, dtype=float)
+
+
+def add_samples(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    if a.empty:
+        return b
+    return a if b.empty else a.add(b, fill_value=0.0)
+
+
+def lane_busy(trials: pd.DataFrame, samples: pd.DataFrame) -> pd.Series:
+    """Mean GPU busy % of each Gantt lane (:func:`lanes`) over its trials' samples; lanes
+    without samples are left out."""
+    if samples.empty or trials.empty or "worker" not in trials:
+        return pd.Series(dtype=float)
+    rows = trials[trials["trial_id"].isin(samples.index)]
+    if rows.empty:
+        return pd.Series(dtype=float)
+    own = samples.reindex(rows["trial_id"].to_numpy())
+    gpu = rows["gpu"].to_numpy(dtype=object) if "gpu" in rows else np.full(len(rows), None, dtype=object)
+    per = pd.DataFrame({"worker": rows["worker"].to_numpy(dtype=object), "gpu": gpu,
+                        "sum": own["sum"].to_numpy(), "count": own["count"].to_numpy()})
+    per = per.groupby(["worker", "gpu"], dropna=False, sort=False).sum()  # named once per lane, as lanes() does
+    per.index = [_lane(worker, g) for worker, g in per.index]
+    per = per.groupby(level=0).sum()  # pairs that read as the same lane
+    per = per[per["count"] > 0]
+    return per["sum"] / per["count"]
+
+
+def busy_label(lane: str, busy: float) -> str:
+    """A lane's name with its GPU busy %: "job 12 · GPU 0 — 93% busy"."""
+    return f"{lane} — {busy:.0f}% busy"
 
 
 QUEUE_LANE = "queued"
@@ -202,8 +247,36 @@ def _grouped_bars(ran: pd.DataFrame, limit: int, direction: str = "minimize") ->
     return pd.concat([bars, live], ignore_index=True).sort_values(["lane", "start"])
 
 
+class Compute(Protocol):
+    """What is read of :class:`candle_lab.spec.ComputeSpec`."""
+
+    @property
+    def workers(self) -> int: ...
+    @property
+    def cores(self) -> int: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def trial_gpus(self) -> float: ...
+    @property
+    def trials_per_worker(self) -> int: ...
+
+
+def slots(compute: Compute) -> int:
+    """Trials that run at once: every worker's (several when trials share its GPUs)."""
+    return compute.workers * compute.trials_per_worker
+
+
+def compute_utilization(trials: pd.DataFrame, compute: Compute, *, now: float | None = None) -> Utilization:
+    """:func:`utilization` of a ``compute`` section: its trial slots, each with one trial's
+    GPUs and its share of the worker's cores."""
+    per = compute.trials_per_worker
+    return utilization(trials, slots(compute), compute.trial_gpus if compute.gpus else 0, now=now,
+                       cores_per_worker=max(1, (compute.cores or 1) // per))
+
+
 def utilization(
-    trials: pd.DataFrame, workers: int, gpus_per_worker: int = 0, *, now: float | None = None,
+    trials: pd.DataFrame, workers: int, gpus_per_worker: float = 0, *, now: float | None = None,
     start: float | None = None, end: float | None = None, cores_per_worker: int = 1,
 ) -> Utilization:
     """Busy worker-seconds over the window (default: from when the first trial was queued,

@@ -65,3 +65,21 @@ def sleepy(params: Mapping[str, Any]) -> dict[str, float]:
     time.sleep(float(params.get("seconds", 0.2)))
     x = float(params.get("x", 0.0))
     return {"val_loss": (x - 0.3) ** 2, "seconds": float(params.get("seconds", 0.2))}
+
+
+ZDT_SPACE = HARTMANN6_SPACE  # x1..x6 in [0, 1]
+
+
+def zdt1(params: Mapping[str, Any]) -> dict[str, float]:
+    """ZDT1 (two objectives, both minimised) on [0, 1]^6: a convex front f2 = 1 - sqrt(f1)
+    where x2..x6 = 0."""
+    x = np.array([float(params[f"x{i}"]) for i in range(1, 7)])
+    g = 1.0 + 9.0 * float(x[1:].mean())
+    return {"f1": float(x[0]), "f2": g * (1.0 - math.sqrt(x[0] / g))}
+
+
+def zdt2(params: Mapping[str, Any]) -> dict[str, float]:
+    """ZDT2 on [0, 1]^6: a concave front f2 = 1 - f1² where x2..x6 = 0."""
+    x = np.array([float(params[f"x{i}"]) for i in range(1, 7)])
+    g = 1.0 + 9.0 * float(x[1:].mean())
+    return {"f1": float(x[0]), "f2": g * (1.0 - (x[0] / g) ** 2)}

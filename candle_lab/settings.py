@@ -17,6 +17,8 @@ Variable                   Meaning                                    Read with 
                            jobs of their own                          caller)
 ``CANDLE_LAB_VERBOSE``     ``candle-lab -v`` was asked (set for the   :func:`verbose` (unset: quiet; native
                            workers and drivers it starts)             output goes to the trial's log)
+``CANDLE_LAB_GPU_SAMPLE``  seconds between two samples of a trial's   :func:`gpu_sample_seconds` (5)
+                           GPUs (``nvidia-smi``; read by the driver)
 =========================  =========================================  ====================================
 
 Set by candle_lab for the processes it starts (never read by candle_lab itself):
@@ -43,6 +45,8 @@ DRIVER_JOB_ENV = "CANDLE_LAB_DRIVER_JOB"
 PARAMS_ENV = "CANDLE_LAB_PARAMS"
 RUN_DIR_ENV = "CANDLE_LAB_RUN_DIR"
 VERBOSE_ENV = "CANDLE_LAB_VERBOSE"
+GPU_SAMPLE_ENV = "CANDLE_LAB_GPU_SAMPLE"
+GPU_SAMPLE_SECONDS = 5.0
 
 
 def _value(name: str) -> str | None:
@@ -97,3 +101,12 @@ def share_verbose() -> None:
     """Tell the processes started from this one (workers, a detached driver) that
     ``--verbose`` was asked."""
     os.environ[VERBOSE_ENV] = "1"
+
+
+def gpu_sample_seconds() -> float:
+    """``$CANDLE_LAB_GPU_SAMPLE``: seconds between two samples of a trial's GPUs (at least
+    0.1; 5 when unset or not a number)."""
+    try:
+        return max(0.1, float(_value(GPU_SAMPLE_ENV) or GPU_SAMPLE_SECONDS))
+    except ValueError:
+        return GPU_SAMPLE_SECONDS

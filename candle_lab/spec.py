@@ -47,6 +47,7 @@ from candle_lab.space import (
 Algorithm = Literal["grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt", "ensemble"]
 SPACE_FORMATS: tuple[str, ...] = ("auto", "ga", "grid", "upf", "native")
 ALGORITHMS: tuple[str, ...] = ("grid", "random", "upf", "async-bo", "batch-bo", "ga", "pbt")
+MAX_OBJECTIVES = 4  # a Pareto front of more is hard to read and its hypervolume costly
 
 
 class Section(BaseModel):
@@ -292,6 +293,30 @@ class ObjectiveSpec(Section):
         return a < b if self.direction == "minimize" else a > b
 
 
+class ConstraintSpec(Section):
+    """A limit on a metric the model reports: trials beyond it are infeasible."""
+
+    metric: str = Field(..., min_length=1, description="Name of a metric the model reports")
+    max: float | None = Field(None, description="Feasible when the metric is at most this")
+    min: float | None = Field(None, description="Feasible when the metric is at least this")
+
+    @model_validator(mode="after")
+    def _bound(self) -> ConstraintSpec:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on {self.metric!r}: expected max, min or both, got neither")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"constraint on {self.metric!r}: expected min <= max, got min {self.min} > max {self.max}")
+        return self
+
+    def satisfied(self, value: float) -> bool:
+        return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
+
+    def __str__(self) -> str:
+        parts = [f"{self.min:g} <=" if self.min is not None else "", self.metric,
+                 f"<= {self.max:g}" if self.max is not None else ""]
+        return " ".join(p for p in parts if p)
+
+
 # ------------------------------------------------------------------------------- compute
 MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 
@@ -430,9 +455,55 @@ class ExperimentSpec(Section):
     search: SearchSpec = SearchSpec()
     budget: BudgetSpec = BudgetSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=list,
+        description="Several objectives (a Pareto front); the first is also `objective`. Empty: `objective` alone",
+    )
+    constraints: list[ConstraintSpec] = Field(
+        default_factory=list, description="Limits on reported metrics; trials beyond them are infeasible"
+    )
     compute: ComputeSpec = ComputeSpec()
     trial: TrialSpec = TrialSpec()
     ensemble: EnsembleSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_objective(cls, data: Any) -> Any:
+        """``objectives: [...]`` alone: ``objective`` is its first."""
+        if isinstance(data, dict) and isinstance(data.get("objectives"), list) and data["objectives"] and (
+            "objective" not in data
+        ):
+            first = data["objectives"][0]
+            if isinstance(first, (dict, ObjectiveSpec)):
+                return {**data, "objective": first}
+        return data
+
+    @property
+    def goals(self) -> list[ObjectiveSpec]:
+        """Every objective, the main one first (one unless ``objectives`` lists several)."""
+        return list(self.objectives) or [self.objective]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @model_validator(mode="after")
+    def _objectives(self) -> ExperimentSpec:
+        if self.objectives and self.objectives[0] != self.objective:
+            raise ValueError(
+                f"objective: with objectives, expected none or the first of them ({self.objectives[0].metric}), "
+                f"got {self.objective.metric}"
+            )
+        names = [o.metric for o in self.objectives]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"objectives: expected each metric once, got {', '.join(repeated)} more than once")
+        if len(self.objectives) > MAX_OBJECTIVES:
+            raise ValueError(f"objectives: expected at most {MAX_OBJECTIVES}, got {len(self.objectives)}")
+        if self.multi_objective and self.budget.target is not None:
+            raise ValueError("budget.target: a target stops a single-objective search; with several objectives, "
+                             f"expected none, got {self.budget.target}")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:

@@ -349,6 +349,7 @@ class ExperimentDashboard:
 
             self.gantt = go.FigureWidget()
             self.best = go.FigureWidget()
+            self.front = go.FigureWidget()  # several objectives: the Pareto front
             self.curves = go.FigureWidget()
             self.analysis = {name: go.FigureWidget() for name in ANALYSIS}
         except (ImportError, ValueError) as exc:  # plotly 7's FigureWidget is an anywidget
@@ -366,8 +367,10 @@ class ExperimentDashboard:
         stop_trial = W.Button(description="Stop trial", button_style="warning")
         stop_trial.on_click(lambda _: exp.stop_trial(int(self.trial.value)) if self.trial.value else None)
         analysis = W.Accordion(children=[W.VBox(list(self.analysis.values()))], titles=("Analysis",))
+        fronts = [self.front] if exp.spec.multi_objective else []
         self.widget = W.VBox([self.summary, W.HBox([self.trial, stop_trial, stop]), self.gantt, self.best,
-                              self.curves, analysis])
+                              *fronts, self.curves, analysis])
+        self._front_drawn: Any = None  # the monitor's ParetoView the front shows
         self._analysed: tuple[int, float] = (-1, 0.0)  # (completed trials, when) of the last analysis drawn
         self._stopped = threading.Event()
         self.update()
@@ -413,9 +416,15 @@ class ExperimentDashboard:
             f" · idle {usage.idle_fraction:.1%} · best {html.escape(metric)} {arrow} "
             f"<span class='best-objective'>{formatting.number(status.best)}</span>"
         )
+        front = m.pareto()
+        if front is not None:
+            self.summary.value += f" · <b class='pareto-count'>Pareto front: {len(front.front)} trials</b>"
         self.trial.options = [str(t) for t in m.running_trials()]
         _replace(self.gantt, figures.gantt_figure(m.trials, direction=m.direction))
         _replace(self.best, figures.best_so_far_figure(m.best_curve(), metric, m.direction))
+        if front is not None and front is not self._front_drawn:  # drawn again only when computed again
+            self._front_drawn = front
+            _replace(self.front, figures.pareto_figure(front.trials, m.spec.goals, m.spec.constraints, front.front))
         if m.population_based:  # PBT: each member's whole life, with its exploit jumps
             _replace(self.curves, figures.population_figure(*m.population(), m.metric))
         else:

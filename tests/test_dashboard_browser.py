@@ -137,3 +137,32 @@ def test_what_if_planner_answers_on_the_dashboard(page: Any, finished: Path) -> 
         assert page.get_by_text("EXP000: 12 trials, median").count() == 1  # what it was measured from
         assert problem.count() == 0  # the message went with the problem
         page.screenshot(path=SHOTS / "dashboard-plan.png", full_page=True)
+
+
+def test_two_objectives_show_their_front_and_hypervolume(page: Any, client: Any, tmp_path: Path) -> None:
+    """Several objectives: the Pareto front pane has the front's trials, the hypervolume
+    pane its curve, and the summary gives the front instead of one best."""
+    root = tmp_path / "experiments"
+    spec = model_spec("two_goals", [{"name": "x", "type": "real", "low": 0.0, "high": 1.0},
+                                    {"name": "y", "type": "real", "low": 0.0, "high": 1.0}],
+                      objectives=[{"metric": "error"}, {"metric": "size"}], budget={"max_trials": 10},
+                      search={"algorithm": "random", "seed": 3})
+    del spec["objective"]
+    exp = api.run(spec, root=root, client=client)
+    front = exp.pareto
+    with dashboard_server(root) as (url, _):
+        _open_experiment(page, url, exp.id)
+        plot = page.locator(".pareto-front .js-plotly-plot")
+        plot.wait_for(timeout=60_000)
+        counts = "(el) => Object.fromEntries(el.data.map(t => [t.name, (t.x || []).length]))"
+        wait_until(lambda: plot.evaluate(counts).get("Pareto front") == len(front), 30, "the front's points")
+        drawn = plot.evaluate("(el) => el.data.find(t => t.name === 'Pareto front').customdata.map(c => c[0])")
+        assert drawn == [int(t) for t in front["trial_id"]]
+        assert f"Pareto front: {len(front)} of" in plot.evaluate("(el) => el.textContent")
+        hv = page.locator(".pareto-hypervolume .js-plotly-plot")
+        hv.wait_for(timeout=30_000)
+        assert "Hypervolume of the front" in hv.evaluate("(el) => el.textContent")
+        assert hv.evaluate("(el) => el.data[0].y.length") == len(exp.hypervolume())
+        summary = page.locator("table.summary").inner_text()
+        assert f"Pareto front: {len(front)} trials (error ↓, size ↓)" in summary
+        page.screenshot(path=SHOTS / "dashboard-pareto.png", full_page=True)

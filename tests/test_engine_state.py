@@ -260,7 +260,8 @@ def test_cancel_all_at_the_end() -> None:
 def record(trial_id: int, state_: str, attempt: int = 1, objective: float | None = None) -> Any:
     finished = state_ in ("completed", "failed", "stopped", "cancelled")
     return SimpleNamespace(trial_id=trial_id, run_id=f"RUN{trial_id:03d}", params={"x": trial_id / 10}, round=None,
-                           state=state_, attempt=attempt, objective=objective, started=None, worker=None,
+                           state=state_, attempt=attempt, objective=objective, metrics=None, reason=None, started=None,
+                           worker=None,
                            finished=finished)
 
 

@@ -15,8 +15,9 @@ from conftest import TESTS, assert_pbt_progress_continues, pbt_progress_spec
 
 import candle_lab
 from candle_lab.clusters import resolve
-from candle_lab.clusters.profiles import SiteProfile, load_profile
+from candle_lab.clusters.profiles import SiteProfile, load_profile, walltime_notice
 from candle_lab.clusters.slurm import cluster_kwargs, job_script, worker_command_python
+from candle_lab.engine.walltime import SLACK_MIN
 from candle_lab.errors import SpecError
 from candle_lab.spec import ComputeSpec
 
@@ -24,6 +25,13 @@ from candle_lab.spec import ComputeSpec
 def our_jobs() -> list[str]:
     out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if "candle-lab-" in line]
+
+
+def exp_events(exp: candle_lab.Experiment) -> list[tuple[float, str, int | None, Any]]:
+    from candle_lab.store import Store
+
+    with Store(exp.path / "experiment.db", readonly=True) as store:
+        return store.events()
 
 
 def gpu_spec(trials: int, sleep: float, **compute: Any) -> dict[str, Any]:
@@ -78,10 +86,10 @@ def test_biowulf_profile_and_job_script(tmp_path: Path) -> None:
         "gpu:v100:1",
     )
     kwargs = cluster_kwargs(resolved, tmp_path)
-    assert kwargs["job_extra_directives"] == ["--gres=gpu:v100:1"]
+    assert kwargs["job_extra_directives"] == ["--gres=gpu:v100:1", "--signal=B:USR1@720"]  # 10 min + 2 min stagger
     assert kwargs["worker_extra_args"][:2] == ["--resources", "GPU=1"] and "--lifetime" in kwargs["worker_extra_args"]
     assert "module load python/3.11" in kwargs["job_script_prologue"]
-    assert Path(kwargs["python"]).is_absolute()
+    assert kwargs["python"].startswith("exec /")  # the worker replaces the batch shell: it hears --signal
     script = job_script(resolved, tmp_path)
     for line in ("#SBATCH -p gpu", "#SBATCH --gres=gpu:v100:1", "#SBATCH --mem=", "#SBATCH -t 08:00:00", "GPU=1"):
         assert line in script, script
@@ -138,6 +146,23 @@ def test_three_cancelled_worker_jobs_lose_nothing(slurm: None, tmp_path: Path) -
     for trial_id, job in cancelled.items():
         assert trials[trial_id].metrics and trials[trial_id].metrics["slurm_job"] != float(job)  # ran elsewhere
     assert not our_jobs()
+    # How each job ended (scontrol here, sacct where SLURM keeps accounting) names the retry.
+    events = exp_events(exp)
+    ended = {e[2]: e[3] for e in events if e[1] == "slurm-job-ended"}
+    retries = {e[2]: e[3] for e in events if e[1] == "retry"}
+    for trial_id, job in cancelled.items():
+        assert (ended[trial_id]["job"], ended[trial_id]["state"]) == (job, "CANCELLED"), events
+        assert retries[trial_id]["reason"] == "cancelled", retries
+        assert retries[trial_id]["error"].startswith(f"SLURM job {job} ended CANCELLED")
+    # Worker events: one lane per job, as the trials name it; the cancelled jobs left CANCELLED.
+    joined = {e[3]["job"]: e[3] for e in events if e[1] == "worker-joined"}
+    assert {t.worker for t in trials} <= {d["lane"] for d in joined.values()}
+    for job, detail in joined.items():
+        assert detail["lane"] == f"job {job}" and detail["gpus"] == 1.0 and detail["threads"] == 1
+        assert detail["submitted"] <= detail["ends"] and detail["ends"] - detail["submitted"] >= 20 * 60
+    left = {e[3]["lane"]: e[3]["reason"] for e in events if e[1] == "worker-left"}
+    seen = set(cancelled.values()) & set(joined)  # (a worker may die before it is seen: rarely)
+    assert seen and all(left[f"job {job}"] == "CANCELLED" for job in seen), (left, joined)
 
 
 def test_tls_refuses_a_client_without_the_certificate(slurm: None, tmp_path: Path) -> None:
@@ -233,4 +258,88 @@ def test_a_trial_whose_job_is_cancelled_resumes_from_its_checkpoint_in_another_j
     assert earlier["worker"].tolist() == [f"job {job}"]
     bars = monitor.gantt_rows(exp.trials, earlier=earlier)
     assert sorted(bars["state"]) == ["completed", "interrupted"] and set(bars["trial_id"]) == {0}
+    assert not our_jobs()
+
+
+def test_two_trials_share_a_fake_gpu_and_never_three(slurm: None, tmp_path: Path) -> None:
+    """``gpus: 1, gpus_per_trial: 0.5``: the worker job asks for one GPU and runs two dask
+    worker processes (``GPU=0.5`` each, a core each); two trials run at once on the job's
+    fake GPU, never three, each on a lane of its own process."""
+    from benchmarks.gpu_check import most_at_once
+
+    exp = candle_lab.run(gpu_spec(6, 4.0, workers=1, gpus_per_trial=0.5, memory="2GB"), wait=False, root=tmp_path)
+    status = exp.wait(timeout=300)
+    records = exp.records()
+    assert status.state == "completed" and status.completed == 6, [(t.state, t.error) for t in records]
+    for t in records:
+        assert t.metrics is not None and t.metrics["gpu_count"] == 1  # CUDA_VISIBLE_DEVICES: one GPU
+        assert t.gpu == str(int(t.metrics["gpu_index"]))  # the record names the GPU the trial saw
+        job = int(t.metrics["slurm_job"])
+        assert t.worker in (f"job {job}/0", f"job {job}/1"), t.worker  # a lane per process of the job
+    at_once = most_at_once(exp.trials)
+    assert max(at_once.values()) == 2 and all(n <= 2 for n in at_once.values()), at_once
+    assert len({t.worker for t in records}) >= 2
+    assert not exp.events(["retry"]) and all(t.attempt == 1 for t in records)  # adaptive kept whole jobs
+    assert not our_jobs()
+
+
+def test_a_trial_never_starts_on_a_worker_without_time_for_it(slurm: None, tmp_path: Path) -> None:
+    """12-s trials on 2-min workers: a worker winds down 45 s before its walltime (its
+    --signal, its earliest retirement) and a trial needs its predicted time plus 30 s, so a
+    fresh worker has time for about 3 trials. Once two trials completed, none starts on a
+    worker without that time: each ends at least the slack before its worker's notice
+    (without the placement, a 4th trial per worker would run past it); when no worker
+    has time, the idle short ones retire and fresh jobs take over."""
+    exp = candle_lab.run(gpu_spec(8, 12.0, walltime="00:02:00"), wait=False, root=tmp_path)
+    status = exp.wait(timeout=240)
+    trials = exp.records()
+    assert status.state == "completed" and status.completed == 8, [(t.state, t.error) for t in trials]
+    events = exp_events(exp)
+    notice = walltime_notice(resolve(ComputeSpec(profile="lab", gpus=1, memory="1GB", walltime="00:02:00")))
+    assert notice == 45
+    ends = {e[3]["lane"]: e[3]["ends"] for e in events if e[1] == "worker-joined"}
+    assert len(ends) >= 3, ends  # fresh jobs replaced the short ones
+    assert not [e for e in events if e[1] in ("retry", "rescheduled")]  # no trial was cut off
+    second = sorted(t.ended for t in trials if t.ended is not None)[1]  # from then on durations are predicted
+    for t in trials:
+        assert t.worker in ends and t.started is not None and t.ended is not None
+        if t.started >= second:
+            assert t.ended <= ends[t.worker] - notice - SLACK_MIN + 3.0, (t.trial_id, t.worker, t.started, t.ended)
+    skips = [e[3] for e in events if e[1] == "walltime-skip"]
+    assert skips and all(s["remaining"] < s["predicted"] + s["margin"] for s in skips), skips
+    assert any(s["retire"] for s in skips)
+    assert not our_jobs()
+
+
+def test_a_walltime_notice_stops_the_trial_at_an_epoch_and_it_resumes_elsewhere(slurm: None, tmp_path: Path) -> None:
+    """1-minute workers hear SLURM's USR1 (--signal) 7 to 37 s before their walltime: the
+    trial (60 epochs of 1 s: more than a worker's time) stops at its next epoch boundary
+    with reason walltime, runs again without using a retry (it has none) in a fresh job,
+    and resumes from its last epoch: every epoch is recorded once."""
+    spec = {
+        "name": "slurm-walltime",
+        "model": {"ref": "trial_models:resumable", "path": str(TESTS)},
+        "space": [
+            {"name": "x", "type": "real", "low": 0.5, "high": 1},
+            {"name": "epochs", "type": "constant", "value": 60},
+            {"name": "epoch_seconds", "type": "constant", "value": 1.0},
+        ],
+        "objective": {"metric": "loss"},
+        "search": {"algorithm": "random", "seed": 3},
+        "budget": {"max_trials": 1},
+        "compute": {"profile": "lab", "workers": 1, "gpus": 1, "memory": "1GB", "walltime": "00:01:00"},
+        "trial": {"retries": 0},
+    }
+    exp = candle_lab.run(spec, wait=False, root=tmp_path)
+    status = exp.wait(timeout=240)
+    (t,) = exp.records()
+    assert status.state == "completed" and t.state == "completed", (t.state, t.reason, t.error)
+    retries = [e[3] for e in exp_events(exp) if e[1] == "retry"]
+    assert retries and all(r["reason"] == "walltime" and r["free"] for r in retries), retries
+    attempts = [line.split() for line in (exp.path / t.run_id / "attempts").read_text().splitlines()]
+    assert len({job for _, job, _ in attempts}) == len(attempts) == t.attempt >= 2, attempts  # a job each
+    assert all(int(first) > 1 for _, _, first in attempts[1:]), attempts  # each resumed from its checkpoint
+    steps = exp.metrics.query("name == 'total'")["step"].tolist()
+    assert sorted(steps) == list(range(1, 61)), steps
+    assert t.metrics is not None and t.metrics["total"] == pytest.approx(60 * t.params["x"])
     assert not our_jobs()

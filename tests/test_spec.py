@@ -357,10 +357,11 @@ BAD_DICTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("algorithm typo", spec(search={"algorithm": "batchbo"}), "search.algorithm", "(did you mean 'batch-bo'?)"),
     (
         "unknown top field",
-        spec(objectives={"metric": "loss"}),
-        "objectives",
+        spec(objectve={"metric": "loss"}),
+        "objectve",
         "unknown field (did you mean 'objective'?)",
     ),
+    ("objectives not a list", spec(objectives={"metric": "loss"}), "objectives", "expected a valid list, got {"),
     ("unknown search field", spec(search={"algoritm": "grid"}), "search.algoritm", "(did you mean 'algorithm'?)"),
     (
         "unknown param field",

@@ -305,13 +305,18 @@ def keras_resume(params: dict[str, Any]) -> dict[str, float]:
 
 def resumable(params: dict[str, Any], checkpoint: Any) -> dict[str, float]:
     """A loop that takes its checkpoint itself: ``epochs`` epochs of ``epoch_seconds``,
-    'total' grows by x each epoch and is saved after it; writes its SLURM job to the run
-    folder at the start of each attempt (for tests that cancel it)."""
+    'total' grows by x each epoch and is saved after it; ends early when asked to stop
+    (a walltime notice). Each attempt writes its SLURM job to the run folder's
+    'slurm_job' and appends '<attempt> <SLURM job> <first epoch>' to its 'attempts' (for
+    tests that cancel or signal it)."""
     import json
 
     ctx = current_trial()
     if ctx is not None:
-        (ctx.prepare_dir() / "slurm_job").write_text(os.environ.get("SLURM_JOB_ID", ""))
+        job = os.environ.get("SLURM_JOB_ID", "")
+        (ctx.prepare_dir() / "slurm_job").write_text(job)
+        with (ctx.run_dir / "attempts").open("a") as out:
+            out.write(f"{ctx.task.attempt} {job} {checkpoint.initial_epoch + 1}\n")
     total = 0.0
     if checkpoint.restore_dir is not None:
         total = json.loads((checkpoint.restore_dir / "state.json").read_text())["total"]
@@ -321,5 +326,16 @@ def resumable(params: dict[str, Any], checkpoint: Any) -> dict[str, float]:
         total += x
         with checkpoint.saving(epoch + 1) as folder:
             (folder / "state.json").write_text(json.dumps({"total": total}))
-        candle_lab.report(epoch + 1, loss=1.0 / (1.0 + total), total=total)
+        if candle_lab.report(epoch + 1, loss=1.0 / (1.0 + total), total=total):
+            break
     return {"loss": 1.0 / (1.0 + total), "total": total}
+
+
+def two_goals(params: dict[str, Any]) -> dict[str, float]:
+    """ZDT1 on (x, y): 'error' against 'size' (both minimised), 'memory' grows with x; x
+    above 0.95 runs out of memory."""
+    x, y = float(params["x"]), float(params["y"])
+    if x > 0.95:
+        raise MemoryError("could not allocate 40 GiB")
+    g = 1.0 + 9.0 * y
+    return {"error": x, "size": g * (1.0 - math.sqrt(x / g)), "memory": 40.0 * x}

@@ -14,9 +14,12 @@ __all__ = ["Resolved", "SiteProfile", "available_profiles", "load_profile", "ope
 
 
 def task_resources(resolved: Resolved) -> dict[str, float] | None:
-    """What each trial asks of its worker: GPU trials only land on GPU workers (SLURM)."""
+    """What each trial asks of its worker (SLURM): GPU trials only land on GPU workers, one
+    trial per worker process (each advertises one trial's share of its job's GPUs). None on
+    the local cluster: its single-threaded worker processes run one trial each already,
+    and take their GPUs by their names."""
     if resolved.gpus and resolved.profile.scheduler == "slurm":
-        return {"GPU": float(resolved.gpus)}
+        return {"GPU": resolved.trial_gpus}
     return None
 
 

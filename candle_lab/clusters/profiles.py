@@ -9,6 +9,7 @@ anything is submitted; every value that reaches a batch script is checked here.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -111,6 +112,24 @@ class Resolved:
     gpu_type: str | None
     partition: str | None
     walltime: str | None
+
+    @property
+    def trial_gpus(self) -> float:
+        """GPUs of one trial: ``gpus_per_trial``, else all the worker's."""
+        share = self.request.gpus_per_trial
+        return float(self.gpus if share is None or not self.gpus else share)
+
+    @property
+    def processes(self) -> int:
+        """Worker processes per worker (job or machine), one trial each: its GPUs over each
+        trial's share (1 without ``gpus_per_trial``)."""
+        share = self.request.gpus_per_trial
+        return 1 if not self.gpus or share is None else max(1, round(self.gpus / share))
+
+    @property
+    def job_cores(self) -> int:
+        """Cores a worker job asks for: at least one per process."""
+        return max(self.cores, self.processes)
 
     @property
     def gres(self) -> str | None:
@@ -227,6 +246,9 @@ def resolve(compute: ComputeSpec, profile: SiteProfile | None = None) -> Resolve
         problems.append(("compute.gpu_type", f"set compute.gpus to use a GPU type, got gpu_type {gpu_type!r}"))
     if values["cores"] > part.cores:
         problems.append(("compute.cores", f"a {name!r} node has {part.cores} cores, asked for {values['cores']}"))
+    elif gpus and compute.gpus_per_trial and round(gpus / compute.gpus_per_trial) > part.cores:
+        problems.append(("compute.gpus_per_trial", f"{round(gpus / compute.gpus_per_trial)} trials per worker need a "
+                         f"core each; a {name!r} node has {part.cores} cores, asked for {gpus_text(compute)}"))
     memory = values["memory"]
     if memory is None:
         problems.append(("compute.memory", f"expected a memory size per worker (at most {part.memory}), got none"))
@@ -250,6 +272,22 @@ def worker_lifetime(resolved: Resolved) -> tuple[float, float] | None:
     margin = parse_duration(resolved.profile.lifetime_margin, "lifetime_margin") or 300.0
     margin = min(margin, total / 4)
     return max(60.0, total - margin), min(margin / 2, 120.0)
+
+
+def walltime_notice(resolved: Resolved) -> float | None:
+    """Seconds before a worker job's walltime ends at which the worker winds down: its
+    earliest (staggered) retirement, and when SLURM signals it (``--signal=B:USR1@``).
+    SLURM keeps time limits in whole minutes, rounded up: its job ends then."""
+    lifetime = worker_lifetime(resolved)
+    if lifetime is None or resolved.walltime is None:
+        return None
+    earliest = int(lifetime[0]) - int(lifetime[1])  # as the worker's --lifetime options say
+    limit = math.ceil(walltime_seconds(resolved.walltime) / 60) * 60
+    return float(max(1, limit - earliest))
+
+
+def gpus_text(compute: ComputeSpec) -> str:
+    return f"gpus {compute.gpus} with gpus_per_trial {compute.gpus_per_trial}"
 
 
 def worker_python(profile: SiteProfile) -> str:

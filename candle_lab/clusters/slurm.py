@@ -1,7 +1,9 @@
 """GPU/CPU workers as SLURM jobs through dask-jobqueue, built from a resolved profile.
 
 One dask worker per job, one trial per worker. GPU workers ask ``--gres`` for their GPUs
-and advertise a ``GPU`` resource that GPU trials require. Workers follow demand
+and advertise a ``GPU`` resource that GPU trials require; with ``gpus_per_trial`` a job
+runs one worker process per trial slot (``trials_per_worker``: several trials sharing a
+GPU, or a few GPUs each), each advertising one trial's share. Workers follow demand
 (adaptive, up to the spec's ``workers``), retire before their walltime (lifetime with a
 stagger) and are cancelled when the experiment ends. On shared clusters all traffic is
 TLS with certificates generated for the experiment (files readable by the user only).
@@ -21,7 +23,14 @@ import dask
 
 from candle_lab import settings
 from candle_lab.clusters import dask_settings
-from candle_lab.clusters.profiles import Resolved, load_profile, memory_bytes, worker_lifetime, worker_python
+from candle_lab.clusters.profiles import (
+    Resolved,
+    load_profile,
+    memory_bytes,
+    walltime_notice,
+    worker_lifetime,
+    worker_python,
+)
 from candle_lab.errors import CandleLabError, MissingDependency
 from candle_lab.store.layout import DRIVER_LOG, TLS_DIR, WORKER_LOGS
 
@@ -42,29 +51,46 @@ def cluster_kwargs(resolved: Resolved, exp_dir: Path) -> dict[str, Any]:
     extra_args: list[str] = []
     directives: list[str] = []
     if resolved.gres:
+        # The job asks for all its GPUs; each of its processes (one trial at a time each:
+        # several when trials share GPUs or take a few each) advertises a trial's share.
         directives.append(f"--gres={resolved.gres}")
-        extra_args += ["--resources", f"GPU={resolved.gpus}"]
+        extra_args += ["--resources", f"GPU={_number(resolved.trial_gpus)}"]
     lifetime = worker_lifetime(resolved)
     if lifetime is not None:
         extra_args += ["--lifetime", f"{int(lifetime[0])}s", "--lifetime-stagger", f"{int(lifetime[1])}s"]
+    python = worker_command_python(resolved)
+    prologue = [*resolved.profile.env_setup, *dask_settings.worker_exports()]
+    notice = walltime_notice(resolved)
+    if notice is not None:
+        # SLURM signals the batch shell (B:) ahead of the walltime; the worker replaces the
+        # shell (exec) to hear it, and ignores it until the driver's plugin takes it
+        # (candle_lab.trial.walltime): its trials stop at an epoch boundary and run again.
+        directives.append(f"--signal=B:USR1@{int(notice)}")
+        prologue.insert(0, "trap '' USR1")
+        python = f"exec {python}"
     logs = exp_dir / WORKER_LOGS
     logs.mkdir(parents=True, exist_ok=True)
     return {
-        "cores": resolved.cores,
-        "processes": 1,
+        "cores": resolved.job_cores,  # split between the processes by dask-jobqueue, as is the memory
+        "processes": resolved.processes,
         "memory": resolved.memory,
         "queue": resolved.partition,
         "walltime": resolved.walltime,
-        "python": worker_command_python(resolved),
+        "python": python,
         "job_name": f"candle-lab-{exp_dir.name}",
         "job_extra_directives": directives,
         "worker_extra_args": extra_args,
-        "job_script_prologue": [*resolved.profile.env_setup, *dask_settings.worker_exports()],
+        "job_script_prologue": prologue,
         "interface": resolved.profile.interface,
         "local_directory": resolved.profile.local_directory,
         "log_directory": str(logs),
         "scheduler_options": {"dashboard_address": ":0"},
     }
+
+
+def _number(x: float) -> str:
+    """1.0 -> "1", 0.25 -> "0.25" (as a worker's ``--resources`` reads)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def tls_directory(exp_dir: Path) -> Path:
@@ -98,10 +124,33 @@ def start_slurm(resolved: Resolved, exp_dir: Path, adaptive: bool = True) -> tup
     log.info(
         "SLURM workers: up to %d on %s; job script:\n%s", resolved.workers, resolved.partition, cluster.job_script()
     )
-    if adaptive:
+    if adaptive and resolved.processes > 1:
+        # Several workers per job: dask's target (one worker for a queue of trials no
+        # worker can run yet) cancelled each job before it started; whole jobs instead.
+        cluster.adapt(Adaptive=_whole_jobs_adaptive(resolved.processes), worker_key=job_of_worker, minimum_jobs=0,
+                      maximum_jobs=resolved.workers)
+    elif adaptive:
         cluster.adapt(minimum=0, maximum=resolved.workers)
     client = Client(cluster, security=security)
     return cluster, client
+
+
+def job_of_worker(worker: Any) -> str:
+    """The job of a worker process that dask-jobqueue named ``<job name>-<i>`` (adaptive
+    scaling closes whole jobs)."""
+    return str(worker.name).rpartition("-")[0]
+
+
+def _whole_jobs_adaptive(per_job: int) -> type[Any]:
+    """dask's ``Adaptive`` with targets rounded up to whole jobs (of ``per_job`` workers)."""
+    from distributed.deploy.adaptive import Adaptive
+
+    class WholeJobs(Adaptive):
+        async def target(self) -> int:
+            wanted = int(await super().target())
+            return -(-wanted // per_job) * per_job
+
+    return WholeJobs
 
 
 def job_script(resolved: Resolved, exp_dir: Path) -> str:

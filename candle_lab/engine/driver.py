@@ -5,15 +5,18 @@ the moment one finishes, with its proposal prepared ahead on the proposer's thre
 Batch (batch-bo) submits a round and waits for all of it before the next round.
 
 Completions (future callbacks) and worker events (trial started, per-step metrics)
-arrive on one queue; the loop is the only writer of the store.
+arrive on one queue, with what the worker watch (:mod:`.workers`) learns on its thread
+(workers joining and leaving, how a lost trial's SLURM job ended); the loop is the only
+writer of the store. On SLURM, trials are placed for their walltime (:mod:`.walltime`)
+and lost ones retried by how their job ended (:mod:`.retry`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-import math
 import queue
 import shutil
 import threading
@@ -25,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from candle_lab.engine.placement import Turnaround, placements, slots
+from candle_lab import settings
+from candle_lab.engine.placement import Turnaround, placements
+from candle_lab.engine.retry import job_end
 from candle_lab.engine.state import (
     REQUEUED,
     Action,
@@ -33,6 +38,7 @@ from candle_lab.engine.state import (
     Created,
     End,
     Event,
+    FrontChange,
     Metrics,
     Record,
     Requeue,
@@ -42,6 +48,8 @@ from candle_lab.engine.state import (
     Trial,
     failed_outcome,
 )
+from candle_lab.engine.walltime import DurationModel, fits, fitting, slack, usable
+from candle_lab.engine.workers import JobAnswer, Joined, Left, SlurmWorkers, WorkerWatch
 from candle_lab.optimizers import BackgroundProposer, DirectProposer, Proposal, Proposer, make_optimizer
 from candle_lab.spec import ExperimentSpec
 from candle_lab.states import ExperimentState, TrialState
@@ -68,7 +76,9 @@ HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 0.25
 RESTART_WAIT_SECONDS = 30.0  # at the end, for workers restarted to stop their trials
 MEMORY_TOPIC = "worker-restart-memory"  # dask's nanny: a worker past its memory limit
-SLOTS_SECONDS = 5.0  # placing trials: how often the workers' list is read again
+SLOTS_SECONDS = 5.0  # how often the workers' list is read (worker events, placing trials)
+FRESH_WORKER = "candle-lab-fresh-worker"  # no such worker: a trial no worker has time for waits for a new one
+RETIRE_TRIES = 5  # times a worker is asked to retire, a second apart
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class Engine:
         observer: Observer | None = None,
         resources: dict[str, float] | None = None,
         workers_retire: bool = False,
+        slurm: SlurmWorkers | None = None,
     ) -> None:
         self.spec = spec
         self.exp_dir = exp_dir
@@ -121,6 +132,10 @@ class Engine:
         self._start = time.monotonic()
         self._last_beat = self._last_checks = 0.0
         self._model = spec.model.model_dump(mode="json")
+        self._required = (  # metrics a completed trial must report besides the objective
+            *((g.metric, f"objectives[{i}].metric") for i, g in enumerate(spec.objectives) if i > 0),
+            *((c.metric, f"constraints[{i}].metric") for i, c in enumerate(spec.constraints)),
+        )
         self._turnaround = Turnaround()
         self._slots: dict[str, int] = {}  # worker address -> trials at once, once placing
         # SLURM workers retire before their walltime and new jobs take over: a trial placed
@@ -129,8 +144,20 @@ class Engine:
         self._restarts: list[threading.Thread] = []  # workers being restarted to stop a trial
         self._starts: set[tuple[int, int]] | None = None  # EXP/starts/ as last read
         self._memory_kills: dict[str, int] = {}  # worker address -> its memory (bytes) when dask restarted it
-        self._slots_read = -math.inf
         self._placed = False  # the queue-ahead event is stored once
+        # Workers and their jobs (events, placement), read on a thread of the watch.
+        self._slurm = slurm
+        self._watch = WorkerWatch(client, self._inbox.put, slurm=slurm is not None,
+                                  gpus=spec.compute.trial_gpus if spec.compute.gpus else 0.0,  # a process's
+                                  resources=resources, interval=SLOTS_SECONDS,
+                                  processes=spec.compute.trials_per_worker)
+        # Walltime-aware placement (SLURM): trials go only to workers with time for them.
+        self._durations = DurationModel()
+        self._restricted: dict[int, tuple[str, ...]] = {}  # trial id -> the workers it may start on ...
+        self._held: set[int] = set()  # ... none yet: it waits for a fresh worker
+        self._moves: dict[int, int] = {}  # trial id -> times it was submitted again elsewhere
+        self._retiring: set[str] = set()  # workers that take no more trials (too short, or told their job ends) ...
+        self._retired: set[str] = set()  # ... and those asked to retire
 
     # ------------------------------------------------------------------ public
     def run(self) -> str:
@@ -144,6 +171,9 @@ class Engine:
         )
         self.client.subscribe_topic(TOPIC, self._on_event)
         self.client.subscribe_topic(MEMORY_TOPIC, self._on_memory_kill)
+        self._watch.start()
+        if self._slurm is not None and self._slurm.notice is not None:
+            self._hear_walltime_notices()
         self.store.set_meta(state=ExperimentState.RUNNING)
         self.store.add_event("driver-start", detail={"resumed_trials": self.state.n.created})
         self.store.commit()
@@ -151,6 +181,7 @@ class Engine:
             ended = self._loop(proposer)
         finally:
             proposer.close()
+            self._watch.close()
             for topic in (TOPIC, MEMORY_TOPIC):
                 with contextlib.suppress(Exception):
                     self.client.unsubscribe_topic(topic)
@@ -170,6 +201,9 @@ class Engine:
         """Tell the optimizer what earlier runs of this experiment did; collect what to re-run."""
         records = self.store.trials()
         self.optimizer.register([Proposal(t.params, t.run_id, t.origin) for t in records])
+        for t in records:  # how long trials take (walltime-aware placement)
+            if t.state == TrialState.COMPLETED and t.attempt == 1 and t.started is not None and t.ended is not None:
+                self._durations.add(t.ended - t.started, t.params)
         self._starts = None
         self._apply(self.state.restore(records, lambda run_id: read_outcome(self._run_dir(run_id))))
         self.optimizer.tell(self.state.take_observations())
@@ -232,29 +266,26 @@ class Engine:
     def _placing(self) -> bool:
         if not self._turnaround.queue_ahead or self._workers_retire:
             return False
-        now = time.monotonic()
-        if now - self._slots_read > SLOTS_SECONDS:  # workers come and go: read their list now and then
-            self._slots_read = now
-            with contextlib.suppress(Exception):
-                self._slots = slots(self.client.scheduler_info()["workers"], self.resources)
-            if self._slots and not self._placed:
-                self._placed = True
-                detail = {**self._turnaround.figures(), "workers": len(self._slots)}
-                log.info("queueing one trial ahead on each worker (%s)", detail)
-                self.store.add_event("queue-ahead", detail=detail)
+        self._slots = self._watch.slots  # workers come and go: the watch reads their list now and then
+        if self._slots and not self._placed:
+            self._placed = True
+            detail = {**self._turnaround.figures(), "workers": len(self._slots)}
+            log.info("queueing one trial ahead on each worker (%s)", detail)
+            self.store.add_event("queue-ahead", detail=detail)
         return bool(self._slots)
 
     def _submit(self, trials: Sequence[Trial]) -> None:
-        """One scheduler update per target worker (most often a single one, dask's choice)."""
-        groups: dict[str | None, list[Trial]] = {}
+        """One scheduler update per placement (most often a single one, dask's choice)."""
+        groups: dict[tuple[tuple[str, ...], bool], list[Trial]] = {}
+        fits_of: dict[float, tuple[str, ...] | None] = {}  # trials alike (the same prediction) go alike
         for t in trials:
-            groups.setdefault(t.target, []).append(t)
-        for target, group in groups.items():  # placed trials may still move if their worker leaves
-            where = {"workers": [target], "allow_other_workers": True} if target else {}
+            groups.setdefault(self._where(t, fits_of), []).append(t)
+        for (workers, loose), group in groups.items():
+            where = {"workers": list(workers), "allow_other_workers": loose} if workers else {}
             futures = self.client.map(
                 run_trial,
                 [self._task(t) for t in group],
-                key=[f"{self.key}-{t.key_suffix}" for t in group],
+                key=[self._task_key(t) for t in group],
                 pure=False,
                 resources=self.resources,
                 **where,
@@ -262,6 +293,197 @@ class Engine:
             for trial, future in zip(group, futures, strict=True):
                 self._futures[trial.trial_id] = future
                 future.add_done_callback(lambda fut, t=trial, a=trial.attempt: self._inbox.put(("done", (t, a, fut))))
+
+    def _task_key(self, t: Trial) -> str:
+        moved = self._moves.get(t.trial_id)
+        return f"{self.key}-{t.key_suffix}" + (f"-m{moved}" if moved else "")
+
+    # ------------------------------------------------------------------ walltime-aware placement
+    def _where(self, t: Trial, fits_of: dict[float, tuple[str, ...] | None]) -> tuple[tuple[str, ...], bool]:
+        """Where dask may start a trial: (workers, allow_other_workers); no workers: anywhere.
+        A trial queued ahead on a worker may move if that worker leaves. On SLURM a trial
+        never starts on a worker that winds down (retiring, or told its job ends soon)
+        and, once durations are predicted, only on a worker with time for it; where none
+        has, it waits for a fresh one."""
+        if t.target:
+            return (t.target,), True
+        fit = self._fit(t, fits_of)
+        if fit is None:
+            self._restricted.pop(t.trial_id, None)
+            self._held.discard(t.trial_id)
+            return (), True
+        predicted, allowed = fit
+        self._restricted[t.trial_id] = allowed
+        if allowed:
+            self._held.discard(t.trial_id)
+            return allowed, False
+        self._held.add(t.trial_id)
+        self._watch.hurry = True
+        if predicted is not None:
+            self._walltime_skip(t, predicted)
+        return (FRESH_WORKER,), False
+
+    def _fit(
+        self, t: Trial, fits_of: dict[float, tuple[str, ...] | None] | None = None
+    ) -> tuple[float | None, tuple[str, ...]] | None:
+        """(predicted duration, the workers it may start on), or None where dask places the
+        trial: no walltime, no workers known yet, or every worker may take it (none winds
+        down and, where durations are predicted, every one has time for it).
+        ``fits_of`` keeps the answers of one submission (by prediction)."""
+        notice = self._slurm.notice if self._slurm is not None else None
+        workers = self._watch.workers
+        if notice is None or not workers:
+            return None
+        predicted = self._durations.predict(t.params)
+        key = -1.0 if predicted is None else predicted
+        if fits_of is None or key not in fits_of:
+            ends = {a: w.ends for a, w in workers.items() if a not in self._retiring}
+            allowed = tuple(ends if predicted is None else fitting(ends, predicted, time.time(), notice))
+            found = None if len(allowed) == len(workers) else allowed
+            if fits_of is None:
+                return None if found is None else (predicted, found)
+            fits_of[key] = found
+        found = fits_of[key]
+        return None if found is None else (predicted, found)
+
+    def _walltime_skip(self, t: Trial, predicted: float) -> None:
+        """No worker has time for the trial: it waits for a fresh worker, and the idle
+        workers too short for it retire so that the cluster starts fresh jobs."""
+        notice = self._slurm.notice if self._slurm is not None else None
+        workers = self._watch.workers
+        now = time.time()
+        left = {a: usable(w.ends, notice or 0.0, now) for a, w in workers.items() if w.ends is not None}
+        best = max(left, key=left.__getitem__, default=None)
+        retired = self._retire_short(predicted)
+        detail = {
+            "worker": workers[best].lane if best else None,
+            "remaining": round(left[best], 1) if best else None,  # its time before it winds down
+            "predicted": round(predicted, 1),
+            "margin": round(slack(predicted), 1),
+            "retire": [workers[a].lane for a in retired if a in workers],
+        }
+        self._apply([Event("walltime-skip", t.trial_id, detail)])
+
+    def _retire_short(self, predicted: float) -> list[str]:
+        """Retire the idle workers without time for a trial of ``predicted`` seconds: the
+        adaptive cluster replaces them with fresh jobs."""
+        notice = self._slurm.notice if self._slurm is not None else None
+        if notice is None:
+            return []
+        busy = self._busy()
+        now, margin = time.time(), slack(predicted)
+        short = [
+            a for a, w in self._watch.workers.items()
+            if a not in busy and a not in self._retired and w.ends is not None
+            and not fits(usable(w.ends, notice, now), predicted, margin)
+        ]
+        self._retiring.update(short)
+        self._retire(short)
+        return short
+
+    def _wind_down(self, address: str) -> None:
+        """A worker told that its job ends soon (a trial stopped for its walltime) takes no
+        more trials, and retires once idle."""
+        if address in self._watch.workers:
+            self._retiring.add(address)
+            self._retire([a for a in self._retiring - self._busy()])
+
+    def _busy(self) -> set[str]:
+        """Workers running a trial of ours, or chosen for one that has yet to start."""
+        busy: set[str] = set()
+        for trial in self.state.running.values():
+            if trial.address:
+                busy.add(trial.address)
+            else:
+                busy.update(self._restricted.get(trial.trial_id, ()))
+        return busy
+
+    def _retire(self, addresses: list[str]) -> None:
+        """Retire workers (once each), on a thread: dask waits for them to close."""
+        addresses = [a for a in addresses if a not in self._retired]
+        if addresses:
+            self._retired.update(addresses)
+            threading.Thread(target=self._retire_now, args=(addresses,), name="candle-lab-retire", daemon=True).start()
+
+    def _retire_now(self, addresses: list[str]) -> None:
+        cluster = getattr(self.client, "cluster", None)
+        workers = self._watch.workers
+        if cluster is not None and hasattr(cluster, "worker_spec") and hasattr(cluster, "scale_down"):
+            # dask-jobqueue: a job all of whose workers retire ends at once and the adaptive
+            # cluster asks for a fresh one (retire_workers alone leaves the job in its plan
+            # until SLURM ends it); a job with other workers still busy keeps them.
+            of_job: dict[str, set[str]] = {}
+            for address, w in workers.items():
+                of_job.setdefault(w.job or address, set()).add(address)
+            whole = [a for a in addresses if a in workers and of_job[workers[a].job or a] <= set(addresses)]
+            try:
+                if whole:
+                    cluster.sync(cluster.scale_down, sorted({workers[a].name or a for a in whole}))
+            except Exception as exc:
+                log.warning("could not retire workers %s: %s", whole, exc)
+            addresses = [a for a in addresses if a not in whole]
+            if not addresses:
+                return
+        left = list(addresses)
+        for _ in range(RETIRE_TRIES):  # a result just released may still hold a worker back
+            try:
+                retired = self.client.retire_workers(workers=left, close_workers=True) or {}
+            except Exception as exc:
+                log.warning("could not retire workers %s: %s", left, exc)
+                return
+            left = [a for a in left if a not in retired]
+            if not left:
+                return
+            time.sleep(1.0)
+        log.info("workers %s did not retire; they leave at their lifetime", left)
+
+    def _replace(self) -> None:
+        """Workers came or went: trials that wait for workers that are gone (or for a
+        fresh one) are submitted again where they fit; short idle workers retire while
+        trials wait."""
+        live = set(self._watch.workers) - self._retiring
+        self._retiring &= set(self._watch.workers)
+        self._retired &= set(self._watch.workers)
+        for trial_id, allowed in list(self._restricted.items()):
+            t = self.state.running.get(trial_id)
+            if t is None or t.started is not None:
+                del self._restricted[trial_id]
+                self._held.discard(trial_id)
+                continue
+            if live.intersection(allowed):
+                continue
+            fit = self._fit(t)
+            if fit is not None and not fit[1]:
+                continue  # still no worker with time for it: it waits
+            future = self._futures.pop(trial_id, None)
+            if future is not None:
+                future.cancel()  # its callback finds nothing to record
+            self._moves[trial_id] = self._moves.get(trial_id, 0) + 1
+            self._submit([t])
+        if self._retiring - self._retired:  # wound down, and idle now?
+            self._retire(list(self._retiring - self._busy()))
+        waiting = [self.state.running[i] for i in self._held if i in self.state.running]
+        self._watch.hurry = bool(waiting)
+        if waiting:
+            predictions = [p for t in waiting if (p := self._durations.predict(t.params)) is not None]
+            if predictions:
+                self._retire_short(min(predictions))
+
+    def _placed_for(self, trial_id: int) -> None:
+        """The trial started (or ended): where it might start no longer matters."""
+        self._restricted.pop(trial_id, None)
+        self._held.discard(trial_id)
+
+    def _hear_walltime_notices(self) -> None:
+        """SLURM signals a worker ahead of its walltime: its trials stop at the next epoch
+        boundary and run again elsewhere (:mod:`candle_lab.trial.walltime`)."""
+        from candle_lab.trial.walltime import ForwardNotice, WalltimeNotice
+
+        for plugin in (WalltimeNotice(), ForwardNotice()):
+            try:
+                self.client.register_plugin(plugin)
+            except Exception as exc:
+                log.warning("workers will not hear walltime notices (%s): %s", type(plugin).__name__, exc)
 
     def _task(self, t: Trial) -> TrialTask:
         return TrialTask(
@@ -274,11 +496,14 @@ class Engine:
             model=self._model,
             metric=self.spec.objective.metric,
             timeout=self.spec.trial.timeout,
-            cores=self.spec.compute.cores,
+            cores=max(1, self.spec.compute.cores // self.spec.compute.trials_per_worker),  # a process's share
             gpus=self.spec.compute.gpus,
+            gpu_share=self.spec.compute.gpus_per_trial if self.spec.compute.gpus else None,
+            gpu_sample=settings.gpu_sample_seconds(),
             save_model=self.spec.trial.keep_models != "none",
             checkpoint=self.spec.trial.checkpoints,
             resume=self.spec.trial.resume,
+            required=self._required,
             **self._from_origin(t),
             fn=self.fn,
         )
@@ -314,17 +539,26 @@ class Engine:
         except queue.Empty:
             return
         done: list[tuple[Trial, int, Any]] = []
+        changed = False
         while True:
             kind, payload = item
             if kind == "done":
                 done.append(payload)
             elif kind == "event":
                 self._on_worker_event(payload)
+            elif kind == "worker":
+                self._on_worker_change(payload)
+            elif kind == "workers":
+                changed = True
+            elif kind == "job":
+                self._on_job_answer(payload)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
         self._on_done(done)
+        if changed or (done and (self._held or self._retiring - self._retired)):
+            self._replace()
         proposer.tell(self.state.take_observations())
         for notice in proposer.notices():
             self.store.add_event(notice.kind, detail=notice.detail)
@@ -337,7 +571,9 @@ class Engine:
 
     def _on_worker_event(self, event: WorkerEvent) -> None:
         if isinstance(event, StartEvent):
+            self._watch.poke(event.address)
             self._apply(self.state.started(event))
+            self._placed_for(event.trial_id)
             if self.state.current(event.trial_id, event.attempt) is not None:
                 self._turnaround.started(event.address, event.started)
         elif isinstance(event, MetricsEvent):
@@ -358,10 +594,57 @@ class Engine:
                 continue
             self._futures.pop(trial.trial_id, None)
             future.release()
-            actions = self.state.finished(trial, outcome)
-            if not any(isinstance(a, Event) and a.kind == REQUEUED for a in actions):  # it ran
-                self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
-            self._apply(actions)
+            job = self._lost_job(trial, outcome)
+            if job is not None:  # how its SLURM job ended decides: asked on the watch's thread
+                self._watch.lookup(job, (trial, attempt, outcome))
+                continue
+            self._finish(trial, outcome)
+
+    def _finish(self, trial: Trial, outcome: TrialOutcome, *, retry: bool = True) -> None:
+        self._placed_for(trial.trial_id)
+        self._moves.pop(trial.trial_id, None)  # a re-run has a new attempt, hence a new key
+        actions = self.state.finished(trial, outcome, retry=retry)
+        if outcome.state == TrialState.STOPPED and outcome.reason == "walltime" and trial.address:
+            self._wind_down(trial.address)
+        if not any(isinstance(a, Event) and a.kind == REQUEUED for a in actions):  # it ran
+            self._turnaround.freed(trial.address, outcome.ended, outcome.ended - outcome.started)
+        self._apply(actions)
+
+    def _lost_job(self, trial: Trial, outcome: TrialOutcome) -> str | None:
+        """The SLURM job of a trial that ran and was lost with its worker."""
+        lane = outcome.worker or trial.worker or ""
+        if self._slurm is None or outcome.reason != "lost-worker" or trial.started is None:
+            return None
+        job = lane.removeprefix("job ").partition("/")[0]  # "job 12/1": process 1 of job 12
+        return job if lane.startswith("job ") and job.strip() else None
+
+    def _on_job_answer(self, answer: JobAnswer) -> None:
+        """How a lost trial's job ended: its reason, error and whether it runs again."""
+        trial: Trial
+        outcome: TrialOutcome
+        trial, attempt, outcome = answer.payload
+        if self.state.current(trial.trial_id, attempt) is not trial:
+            return  # ended meanwhile (its timeout, a stop, the end of the search)
+        slurm = self._slurm or SlurmWorkers(None, None, None, None)
+        verdict = job_end(answer.job, answer.state, answer.reason, memory=slurm.memory, partition=slurm.partition,
+                          node_memory=slurm.node_memory)
+        detail = {"job": answer.job, "state": answer.state, "reason": answer.reason, "attempt": attempt,
+                  "worker": outcome.worker or trial.worker}
+        self._apply([Event("slurm-job-ended", trial.trial_id, detail)])
+        if verdict is None:
+            self._finish(trial, outcome)
+        else:
+            self._finish(trial, dataclasses.replace(outcome, reason=verdict.reason, error=verdict.error),
+                         retry=verdict.retry)
+
+    def _on_worker_change(self, change: Joined | Left) -> None:
+        """The worker events (a data contract: :mod:`candle_lab.efficiency` reads them)."""
+        info = change.info
+        if isinstance(change, Joined):
+            self.store.add_event("worker-joined", detail=info.joined_detail(), when=change.time)
+        else:
+            detail = {"lane": info.lane, "address": info.address, "reason": change.state}
+            self.store.add_event("worker-left", detail=detail, when=change.time)
 
     def _outcome_of(self, trial: Trial, attempt: int, future: Any) -> TrialOutcome | None:
         if future.status == "cancelled":
@@ -398,6 +681,8 @@ class Engine:
                 self.store.add_metrics(action.trial_id, action.attempt, action.step, action.values, action.time)
             elif isinstance(action, Record):
                 self._record(action)
+            elif isinstance(action, FrontChange):
+                self.store.set_pareto(action.joined, action.left)
             elif isinstance(action, Requeue):  # its event (retry, requeued) says why
                 self.store.requeue(action.trial_id, action.attempt, action.reason, action.error)
             elif isinstance(action, AskStop):
@@ -423,9 +708,12 @@ class Engine:
             ended=outcome.ended,
             reason=outcome.reason,
             error=outcome.error,
+            feasible=action.feasible,
         )
         if outcome.state == TrialState.FAILED:
             log.warning("trial %d failed (%s)", action.trial_id, outcome.reason)
+        if outcome.state == TrialState.COMPLETED and outcome.attempt == 1:  # a resumed attempt ran part of it
+            self._durations.add(outcome.ended - outcome.started, action.params)
         if action.best:
             self._keep_best(action.trial_id, action.params, outcome)
         elif outcome.model_file and self.spec.trial.keep_models == "best":
@@ -457,6 +745,7 @@ class Engine:
         future = self._futures.pop(action.trial_id, None)
         if future is not None:
             future.cancel()
+        self._placed_for(action.trial_id)
         self.store.finish_trial(action.trial_id, action.state, attempt=action.attempt, started=action.started,
                                 reason=action.reason, error=action.message or None)
         if action.restart is not None:

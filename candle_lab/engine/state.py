@@ -17,11 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from candle_lab import pareto
+from candle_lab.engine.retry import retry_kind
 from candle_lab.optimizers.base import Observation, Proposal
 from candle_lab.spec import ExperimentSpec
 from candle_lab.states import TrialState
 from candle_lab.stopping import make_rule
-from candle_lab.trial.protocol import RETRYABLE, MetricsEvent, Reason, StartEvent, TrialOutcome
+from candle_lab.trial.gpus import is_system
+from candle_lab.trial.protocol import MetricsEvent, Reason, StartEvent, TrialOutcome
 
 STOP_GRACE_SECONDS = 10.0  # a trial asked to stop gets this long to end at an epoch boundary
 QUEUE_AHEAD = 16  # non-adaptive searches: trials queued on the scheduler beyond the workers
@@ -48,6 +51,7 @@ class Trial:
     unstarted_losses: int = 0  # times its worker was lost while it waited behind another trial
     origin: dict[str, Any] | None = None  # where its point came from (PBT: the checkpoint it starts from)
     reported: int = 0  # the attempt (with restarts) whose metrics arrived: a resumed one says so once
+    free_retries: int = 0  # attempts retried free (walltime, preemption, node failure): not counted against retries
 
     @property
     def key_suffix(self) -> str:
@@ -108,6 +112,15 @@ class Record:
     run_id: str
     outcome: TrialOutcome
     best: bool
+    feasible: bool | None = None  # with constraints: whether it satisfied them
+
+
+@dataclass(frozen=True)
+class FrontChange:
+    """Trials that joined and left the Pareto front (several objectives)."""
+
+    joined: list[int]
+    left: list[int]
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ class Event:
     detail: dict[str, Any] | None = None
 
 
-Action = Created | Submit | Running | Metrics | Record | Requeue | AskStop | End | Event
+Action = Created | Submit | Running | Metrics | Record | FrontChange | Requeue | AskStop | End | Event
 
 
 @dataclass(frozen=True)
@@ -184,7 +197,7 @@ class SearchState:
         self.adaptive = adaptive
         search = spec.search
         self.batch = search.algorithm == "batch-bo" or (search.algorithm == "ga" and search.generational)
-        self.workers = spec.compute.workers
+        self.workers = spec.compute.workers * spec.compute.trials_per_worker  # trial slots
         self.began = began
         self.running: dict[int, Trial] = {}  # submitted, not finished
         self.reruns: list[Trial] = []  # waiting to be submitted again
@@ -192,6 +205,8 @@ class SearchState:
         self.stopping: str | None = None  # why the search ends, once it does
         self.observations: list[Observation] = []  # what the optimizer has yet to hear
         self._rule = make_rule(spec.trial.early_stop, spec.trial.grace_epochs, spec.trial.min_trials, spec.trial.eta)
+        self.front = pareto.Front()  # several objectives: the trials on the Pareto front
+        self._front_moved: tuple[list[int], list[int]] | None = None
 
     # ------------------------------------------------------------------ resume
     def restore(
@@ -204,9 +219,10 @@ class SearchState:
         actions: list[Action] = []
         for t in records:
             if t.finished:
-                loss = self._loss(t.objective) if t.state == TrialState.COMPLETED else None
-                self.observations.append(Observation(t.params, loss, t.run_id))
-                self._count(t.state, t.objective)
+                observed = self._observe(t.trial_id, t.params, t.run_id, state=t.state, metrics=t.metrics,
+                                         objective=t.objective, reason=t.reason)
+                self._count(t.state, t.objective if observed.feasible is not False else None)
+                self._front_moved = None  # the store holds the front the earlier run found
                 continue
             outcome = finished_on_worker(t.run_id)
             if outcome is not None and outcome.attempt >= t.attempt:
@@ -312,8 +328,8 @@ class SearchState:
             # dask moved the task to another worker (its worker left: walltime, scancel)
             trial.restarts += 1
             actions.append(Event("rescheduled", trial.trial_id, {"from": trial.worker, "to": event.lane}))
-            if trial.attempt + trial.restarts > self.spec.trial.retries + 1:  # the engine decides, not dask
-                used = trial.attempt + trial.restarts - 1
+            if trial.attempt - trial.free_retries + trial.restarts > self.spec.trial.retries + 1:  # the engine decides
+                used = trial.attempt - trial.free_retries + trial.restarts - 1
                 why = f"its worker was lost during its last attempt ({used} of {self.spec.trial.retries + 1})"
                 return [*actions, *self.end(trial, TrialState.FAILED, "lost-worker", why)]
         trial.started, trial.address, trial.worker = event.started, event.address, event.lane
@@ -326,6 +342,8 @@ class SearchState:
         if trial is None:
             return []
         actions: list[Action] = [Metrics(trial.trial_id, trial.attempt, event.step, event.metrics, event.time)]
+        if event.metrics and all(is_system(name) for name in event.metrics):  # GPU samples (sys.*): stored, not epochs
+            return actions
         attempt = trial.attempt + trial.restarts
         if trial.reported != attempt:  # the attempt's first metrics: past epoch 1, it resumed
             trial.reported = attempt
@@ -339,9 +357,11 @@ class SearchState:
         return actions
 
     # ------------------------------------------------------------------ attempts that finished
-    def finished(self, trial: Trial, outcome: TrialOutcome) -> list[Action]:
+    def finished(self, trial: Trial, outcome: TrialOutcome, *, retry: bool = True) -> list[Action]:
         """An attempt's outcome (from its worker, or the driver's for a lost worker):
-        retried while it may succeed, else recorded."""
+        retried while it may succeed (:func:`~candle_lab.engine.retry.retry_kind`: a walltime
+        stop, a preemption or a node failure is retried without counting against
+        ``trial.retries``), else recorded. ``retry=False``: recorded whatever it says."""
         del self.running[trial.trial_id]
         if self._never_started(trial, outcome):
             self.reruns.append(trial)
@@ -351,10 +371,15 @@ class SearchState:
             ]
         if trial.restarts:
             outcome = dataclasses.replace(outcome, attempt=outcome.attempt + trial.restarts)
-        if outcome.reason in RETRYABLE and outcome.attempt <= self.spec.trial.retries and self.stopping is None:
+        kind = retry_kind(outcome.reason, outcome.attempt, self.spec.trial.retries, trial.free_retries)
+        kind = kind if retry else None
+        if kind is not None and self.stopping is None:
             detail = {"attempt": trial.attempt, "reason": outcome.reason, "error": outcome.error,
                       "worker": outcome.worker or trial.worker, "gpu": outcome.gpu,
-                      "started": outcome.started, "ended": outcome.ended}  # the Gantt keeps this segment
+                      "started": outcome.started, "ended": outcome.ended,  # the Gantt keeps this segment
+                      "free": kind == "free"}
+            if kind == "free":
+                trial.free_retries += 1
             trial.attempt, trial.restarts = outcome.attempt + 1, 0
             self.reruns.append(trial)
             return [Event("retry", trial.trial_id, detail),
@@ -373,21 +398,45 @@ class SearchState:
 
     def _record(self, trial: Trial, outcome: TrialOutcome) -> list[Action]:
         previous = self.n.best
-        self._count(outcome.state, outcome.objective)
+        observed = self._observe(trial.trial_id, trial.params, trial.run_id, state=outcome.state,
+                                 metrics=outcome.metrics, objective=outcome.objective, reason=outcome.reason)
+        usable = outcome.objective if observed.feasible is not False else None  # an infeasible trial is never best
+        self._count(outcome.state, usable)
         best = outcome.state == TrialState.COMPLETED and self.n.best != previous
-        actions: list[Action] = [Record(trial.trial_id, trial.params, trial.run_id, outcome, best)]
+        actions: list[Action] = [Record(trial.trial_id, trial.params, trial.run_id, outcome, best, observed.feasible)]
+        if self._front_moved:
+            actions.append(FrontChange(*self._front_moved))
+            self._front_moved = None
         target = self.spec.budget.target
         if (
-            outcome.objective is not None
+            usable is not None
             and target is not None
-            and self.spec.objective.reached(outcome.objective, target)
+            and self.spec.objective.reached(usable, target)
             and self.stopping is None
         ):
             actions.append(Event("target-reached", trial.trial_id, {"objective": outcome.objective}))
             self.stopping = "target"
-        loss = self._loss(outcome.objective) if outcome.state == TrialState.COMPLETED else None
-        self.observations.append(Observation(trial.params, loss, trial.run_id))
         return actions
+
+    def _observe(
+        self, trial_id: int, params: dict[str, Any], run_id: str, *, state: str, metrics: dict[str, float] | None,
+        objective: float | None, reason: str | None,
+    ) -> Observation:
+        """What the optimizer hears of a finished trial: its loss (the main objective's),
+        with several objectives all of them, with constraints whether it satisfied them (a
+        trial that ran out of memory did not); the Pareto front follows."""
+        completed = state == TrialState.COMPLETED
+        spec = self.spec
+        feasible = pareto.feasible(metrics, spec.constraints) if completed else (False if reason == "oom" else None)
+        vector = pareto.losses(metrics, spec.goals) if completed and spec.multi_objective else None
+        loss = self._loss(objective) if completed else None
+        observed = Observation(params, loss, run_id, losses=vector, feasible=feasible)
+        self.observations.append(observed)
+        if vector is not None and feasible is not False:
+            joined, left = self.front.add(trial_id, vector)
+            if joined or left:
+                self._front_moved = (joined, left)
+        return observed
 
     # ------------------------------------------------------------------ stops and timeouts
     def tick(self, now: float) -> list[Action]:

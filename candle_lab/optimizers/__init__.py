@@ -41,6 +41,7 @@ def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
             tournament_size=search.tournament_size,
             elitism=search.elitism,
             seed=seed,
+            objectives=len(spec.goals),
         )
     if search.algorithm == "pbt":
         from candle_lab.optimizers.pbt import PopulationBasedTraining
@@ -75,4 +76,5 @@ def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
         xi=search.xi,
         initial_points=search.initial_points,
         seed=seed,
+        objectives=len(spec.goals),
     )

@@ -21,11 +21,15 @@ class Proposal:
 @dataclass(frozen=True)
 class Observation:
     """A finished evaluation. ``loss`` is the value minimised (the objective, negated
-    for maximisation); ``None`` for a trial that failed and gives no value."""
+    for maximisation); ``None`` for a trial that failed and gives no value. With several
+    objectives ``losses`` holds each one's; with constraints ``feasible`` says whether
+    the trial satisfied them (False too for a trial that ran out of memory)."""
 
     params: Mapping[str, Any]
     loss: float | None
     run_id: str | None = field(default=None)
+    losses: tuple[float, ...] | None = None
+    feasible: bool | None = None
 
 
 class Optimizer(Protocol):

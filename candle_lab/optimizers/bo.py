@@ -20,7 +20,12 @@ adapter drives them itself instead of through ``skopt.Optimizer``, for speed:
   exponential distribution, as mlrMBO's qLCB does;
 * the GP models the told values through a power transform fitted to them (Yeo-Johnson,
   as HEBO does), so that a few huge values (diverged trainings, narrow valleys) do not
-  flatten the rest of the landscape.
+  flatten the rest of the landscape;
+* several objectives (ParEGO): one multi-output extra-trees fit per round on the
+  normalised losses; each point of a round scalarises the trees' predictions with its
+  own Chebyshev weights, drawn at random, so that a round spreads along the front;
+* constraints: a tree classifier of feasibility (constraints met, no out-of-memory)
+  on every told point; the acquisition is weighed by its probability of feasibility.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ WARP_MIN_POINTS = 10  # the GP sees told values through a fitted power transform
 MIN_CANDIDATES = 250  # the cheapest proposals still score this many candidates
 TREES = 12
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
+LIKELY = 0.5  # constraints: candidates less likely feasible than this are passed over while others are not
+PAREGO_RHO = 0.05  # the augmented Chebyshev scalarisation's weight of the sum
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class BayesOptimizer:
         initial_points: int = 10,
         seed: int = 0,
         n_candidates: int = 1000,
+        objectives: int = 1,
     ) -> None:
         from skopt.space import Categorical, Integer, Real, Space
 
@@ -128,6 +136,10 @@ class BayesOptimizer:
 
         self._X: list[np.ndarray] = []  # transformed told points
         self._y: list[float] = []
+        self._objectives = objectives
+        self._Y: list[tuple[float, ...]] = []  # several objectives: each told point's losses
+        self._Xc: list[np.ndarray] = []  # points whose feasibility is known ...
+        self._c: list[bool] = []  # ... and whether they were feasible
         self._pending: dict[str, np.ndarray] = {}
         self._design = self._initial_design(initial_points)
         self._cheap = False  # degraded: proposals could not keep up with the workers
@@ -141,7 +153,7 @@ class BayesOptimizer:
         rows: list[np.ndarray] = []
         while len(rows) < n and self._design:
             rows.append(self._design.pop(0))
-        if len(rows) < n and (len(self._y) < self._n_initial or self._skspace is None):
+        if len(rows) < n and (len(self._y) + self._c.count(False) < self._n_initial or self._skspace is None):
             rows.extend(self._random_rows(n - len(rows)))
         if len(rows) < n:
             rows.extend(self._propose(n - len(rows)))
@@ -155,9 +167,18 @@ class BayesOptimizer:
     def tell(self, observations: Sequence[Observation]) -> None:
         for obs in observations:
             row = self._pending.pop(point_key(dict(obs.params)), None)
+            if row is None:
+                row = self._to_row(obs.params)
+            if obs.feasible is not None:
+                self._Xc.append(row)
+                self._c.append(obs.feasible)
             if obs.loss is None or not math.isfinite(obs.loss):
                 continue
-            self._X.append(row if row is not None else self._to_row(obs.params))
+            if self._objectives > 1:
+                if obs.losses is None or not all(math.isfinite(v) for v in obs.losses):
+                    continue
+                self._Y.append(tuple(obs.losses))
+            self._X.append(row)
             self._y.append(float(obs.loss))
 
     def register(self, proposals: Sequence[Proposal]) -> None:
@@ -312,18 +333,21 @@ class BayesOptimizer:
         X = np.array(self._X)
         y = np.array(self._y)
         pending = np.array(list(self._pending.values())) if self._pending else np.empty((0, self._width))
+        if self._objectives > 1:
+            return self._propose_pareto(X, np.array(self._Y), pending, n)
         kind = self.surrogate_for(len(y), len(pending))
         pool = self._candidates(X, y, max(self._n_candidates, 4 * n))
         y_opt = float(y.min())
         picker: _GPPicker | _TreePicker
         xi = self._xi
+        feasibility = self._feasibility()
         if kind == "GP":
             xi /= float(y.std()) or 1.0  # xi is in the objective's units: the same margin after the warp
             y = warp(y)
             y_opt = float(y.min())
             model = self._condition(self._gp(X, y), pending)
             picker = _GPPicker(model, pool)
-            if not self._has_cat and not self._cheap:
+            if not self._has_cat and not self._cheap and feasibility is None:
                 first = self._rule(self._kappa, xi)
                 starts = pool[np.argsort(picker.scores(y_opt, first))[:POLISH_STARTS]]
                 picker.extend(self._polish(model, starts, y_opt, first))
@@ -331,6 +355,7 @@ class BayesOptimizer:
             liars = np.full(len(pending), y_opt)  # constant liar: the best value so far
             model = self._fit(np.vstack([X, pending]), np.concatenate([y, liars]), kind)
             picker = _TreePicker(model, pool)
+        picker.feasibility = feasibility
         seen = {row.tobytes() for row in X} | {row.tobytes() for row in pending}
         kappas = self._rng.exponential(self._kappa, size=n) if self._acq == "qLCB" else np.full(n, self._kappa)
         chosen: list[np.ndarray] = []
@@ -341,6 +366,62 @@ class BayesOptimizer:
             seen.add(row.tobytes())
             chosen.append(row)
         return chosen
+
+    def _propose_pareto(self, X: np.ndarray, Y: np.ndarray, pending: np.ndarray, n: int) -> list[np.ndarray]:
+        """Several objectives (ParEGO): one multi-output tree fit on the losses scaled to
+        [0, 1]; each point its own random Chebyshev weights."""
+        from candle_lab.pareto import nondominated
+
+        low, high = Y.min(axis=0), Y.max(axis=0)
+        scaled = (Y - low) / np.where(high > low, high - low, 1.0)
+        weights = self._rng.dirichlet(np.ones(Y.shape[1]), size=n)
+        pool = np.vstack([self._uniform(self._n_candidates - self._n_candidates // 2),
+                          self._local(X[nondominated(Y)], self._n_candidates // 2)])
+        picker: _ParetoPicker | _ParetoGPPicker
+        if self.surrogate_for(len(Y), len(pending)) == "GP":  # one GP per objective
+            models = [self._gp_fresh(X, warp(column)) for column in scaled.T]
+            picker = _ParetoGPPicker(models, pool, np.column_stack([warp(c) for c in scaled.T]), pending, self._rng)
+        else:
+            model = self._fit(X, scaled, "RF" if self._surrogate == "RF" else "ET")
+            picker = _ParetoPicker(model, pool, scaled, pending)
+        picker.feasibility = self._feasibility()
+        seen = {row.tobytes() for row in X} | {row.tobytes() for row in pending}
+        chosen: list[np.ndarray] = []
+        rule = self._rule(self._kappa, self._xi)
+        for w in weights:
+            row = picker.pick_for(w, rule, seen)
+            if row is None:
+                row = self._uniform(1)[0]
+            seen.add(row.tobytes())
+            chosen.append(row)
+        return chosen
+
+    def _gp_fresh(self, X: np.ndarray, y: np.ndarray) -> Any:
+        """A GP with its hyperparameters fitted to ``y`` (one objective of several)."""
+        from skopt.space import Space
+        from skopt.utils import cook_estimator
+
+        model = cook_estimator("GP", space=Space([(0.0, 1.0)] * self._width),
+                               random_state=int(self._rng.integers(2**31)), noise="gaussian")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X, y)
+        self.fits["GP-hyper"] += 1
+        return model
+
+    def _feasibility(self) -> Any | None:
+        """The probability that a point is feasible, from a tree classifier of the told
+        points' feasibility; None while all of them agree (or none is known)."""
+        if len(set(self._c)) < 2:
+            return None
+        from sklearn.ensemble import ExtraTreesClassifier
+
+        model = ExtraTreesClassifier(n_estimators=2 * TREES, min_samples_leaf=1,
+                                     random_state=int(self._rng.integers(2**31)))
+        model.fit(np.array(self._Xc), np.array(self._c, dtype=bool))
+        self.fits["feasibility"] += 1
+        feasible = list(model.classes_).index(True)
+        return lambda rows: model.predict_proba(rows)[:, feasible]
 
     def _rule(self, kappa: float, xi: float) -> PickRule:
         """The acquisition of one pick: qLCB is LCB with the pick's own kappa."""
@@ -497,6 +578,25 @@ def acquisition(mu: np.ndarray, std: np.ndarray, y_opt: float, rule: PickRule) -
     return -(improvement * ndtr(z) + std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
 
 
+def constrained(scores: np.ndarray, pof: np.ndarray | None, rule: PickRule) -> np.ndarray:
+    """Acquisition values (to minimise) weighed by each candidate's probability of
+    feasibility: an expected improvement shrinks with it; an LCB value moves back by as
+    much as the values' spread where feasibility is unlikely."""
+    if pof is None:
+        return scores
+    if (pof >= LIKELY).any():  # where feasibility is likely, if anywhere: a tree classifier's
+        pof = np.where(pof >= LIKELY, pof, 0.0)  # probabilities are rough, and improvements large beyond
+    if rule.acq in ("EI", "PI"):  # where no improvement is expected any more, feasibility still ranks
+        return scores * pof - 1e-9 * pof
+    return scores + (1.0 - pof) * (float(np.ptp(scores)) + 1e-12)
+
+
+def scalarise(losses: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ParEGO's augmented Chebyshev scalarisation of losses (last axis: objectives)."""
+    weighted = losses * weights
+    return weighted.max(axis=-1) + PAREGO_RHO * weighted.sum(axis=-1)
+
+
 class _GPPicker:
     """Picks a round's points from one conditioned GP: after each pick the posterior
     variance over the candidates is updated as if the pick had been observed at the
@@ -511,6 +611,8 @@ class _GPPicker:
         self._K = self._B = np.empty((0, len(model.X_train_)))
         self._mu = self._var = np.empty(0)
         self._updates: list[np.ndarray] = []
+        self.feasibility: Any | None = None  # rows -> probability of feasibility, with constraints
+        self._pof: np.ndarray | None = None
         self.extend(pool)
 
     def extend(self, rows: np.ndarray) -> None:
@@ -525,7 +627,9 @@ class _GPPicker:
         self._var = np.concatenate([self._var, np.maximum(var, 0.0)])
 
     def scores(self, y_opt: float, rule: PickRule) -> np.ndarray:
-        return acquisition(self._mu, np.sqrt(self._var) * self._scale, y_opt, rule)
+        if self.feasibility is not None and (self._pof is None or len(self._pof) != len(self.pool)):
+            self._pof = self.feasibility(self.pool)
+        return constrained(acquisition(self._mu, np.sqrt(self._var) * self._scale, y_opt, rule), self._pof, rule)
 
     def pick(self, y_opt: float, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
         for i in np.argsort(self.scores(y_opt, rule)):
@@ -547,20 +651,24 @@ class _GPPicker:
         self._updates.append(u)
 
 
-class _TreePicker:
-    """Picks a round's points from one tree ensemble: after each pick, candidates that
-    share a leaf with it in most trees are passed over, so the round spreads out."""
+class _Crowding:
+    """Picks from scored tree-model candidates: after each pick, candidates that share a
+    leaf with it in most trees are passed over, so that a round spreads out."""
 
     def __init__(self, model: Any, pool: np.ndarray) -> None:
         self.pool = pool
-        self._mu, self._std = model.predict(pool, return_std=True)
         self._leaves = model.apply(pool)
         self._keys = [row.tobytes() for row in pool]
         self._crowded = np.zeros(len(pool), dtype=bool)
+        self.feasibility: Any | None = None  # rows -> probability of feasibility, with constraints
+        self._pof: np.ndarray | None = None
 
-    def pick(self, y_opt: float, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+    def _choose(self, scores: np.ndarray, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+        """The best-scored candidate not seen and not crowded (else the best not seen)."""
+        if self.feasibility is not None and self._pof is None:
+            self._pof = self.feasibility(self.pool)
         first: int | None = None
-        for j in np.argsort(acquisition(self._mu, self._std, y_opt, rule)):
+        for j in np.argsort(constrained(scores, self._pof, rule)):
             if self._keys[j] in seen:
                 continue
             first = int(j) if first is None else first
@@ -570,4 +678,87 @@ class _TreePicker:
         if first is None:
             return None
         self._crowded |= (self._leaves == self._leaves[first]).mean(axis=1) >= 0.5
+        return self.pool[first]
+
+
+class _TreePicker(_Crowding):
+    """Picks a round's points from one tree ensemble (one objective)."""
+
+    def __init__(self, model: Any, pool: np.ndarray) -> None:
+        super().__init__(model, pool)
+        self._mu, self._std = model.predict(pool, return_std=True)
+
+    def pick(self, y_opt: float, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+        return self._choose(acquisition(self._mu, self._std, y_opt, rule), rule, seen)
+
+
+class _ParetoPicker(_Crowding):
+    """Picks a round's points for several objectives from one multi-output tree ensemble
+    of the losses scaled to [0, 1]: each pick scalarises every tree's predictions with its
+    own weights (the spread over trees is the uncertainty); candidates that share leaves
+    with running trials or earlier picks are passed over."""
+
+    def __init__(self, model: Any, pool: np.ndarray, scaled: np.ndarray, pending: np.ndarray) -> None:
+        super().__init__(model, pool)
+        per_tree = np.stack([tree.predict(pool) for tree in model.estimators_])
+        self._per_tree = per_tree if per_tree.ndim == 3 else per_tree[..., None]  # trees x candidates x objectives
+        self._told = scaled
+        if len(pending):
+            leaves = model.apply(pending)
+            for row in leaves:
+                self._crowded |= (self._leaves == row).mean(axis=1) >= 0.5
+
+    def pick_for(self, weights: np.ndarray, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+        values = scalarise(self._per_tree, weights)  # trees x candidates
+        y_opt = float(scalarise(self._told, weights).min())
+        return self._choose(acquisition(values.mean(axis=0), values.std(axis=0), y_opt, rule), rule, seen)
+
+
+class _ParetoGPPicker:
+    """Picks a round's points for several objectives from one GP per objective: each pick
+    scalarises Monte Carlo draws of the objectives at every candidate with its own
+    weights and takes the largest expected improvement of the scalarised value;
+    candidates close to running trials or earlier picks are passed over."""
+
+    SAMPLES = 64
+
+    def __init__(self, models: list[Any], pool: np.ndarray, told: np.ndarray, pending: np.ndarray,
+                 rng: np.random.Generator) -> None:
+        self.pool = pool
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "predicted variances smaller than 0" at told points: set to 0
+            stats = [m.predict(pool, return_std=True) for m in models]
+        mu = np.column_stack([s[0] for s in stats])
+        std = np.column_stack([s[1] for s in stats])
+        self._draws = mu + std * rng.standard_normal((self.SAMPLES, *mu.shape))  # samples x candidates x objectives
+        self._told = told
+        self._keys = [row.tobytes() for row in pool]
+        self._radius = 0.05 * math.sqrt(pool.shape[1])
+        self._near = np.zeros(len(pool), dtype=bool)
+        for row in pending:
+            self._crowd(row)
+        self.feasibility: Any | None = None
+        self._pof: np.ndarray | None = None
+
+    def _crowd(self, row: np.ndarray) -> None:
+        self._near |= np.linalg.norm(self.pool - row, axis=1) < self._radius
+
+    def pick_for(self, weights: np.ndarray, rule: PickRule, seen: set[bytes]) -> np.ndarray | None:
+        values = scalarise(self._draws, weights)  # samples x candidates
+        y_opt = float(scalarise(self._told, weights).min())
+        scores = -np.maximum(y_opt - values, 0.0).mean(axis=0)  # -E[improvement]
+        if self.feasibility is not None and self._pof is None:
+            self._pof = self.feasibility(self.pool)
+        scores = constrained(scores, self._pof, PickRule("EI", rule.kappa, rule.xi))
+        first: int | None = None
+        for j in np.argsort(scores):
+            if self._keys[j] in seen:
+                continue
+            first = int(j) if first is None else first
+            if not self._near[j]:
+                first = int(j)
+                break
+        if first is None:
+            return None
+        self._crowd(self.pool[first])
         return self.pool[first]

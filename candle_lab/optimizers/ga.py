@@ -14,6 +14,10 @@ been evaluated. The engine runs ``generational`` searches in rounds of ``populat
 each waiting for the last (CANDLE's barrier). Every proposal carries its generation (one
 more than its youngest parent's) and its parents' run ids, which the store keeps.
 
+With several objectives the pool is chosen by NSGA-II (DEAP's ``selNSGA2``: fronts of
+non-dominated sorting, then crowding distance) and parents by tournament on front rank,
+then crowding. With constraints, infeasible individuals come after every feasible one.
+
 DEAP draws from Python's global ``random``; the search keeps its own state of that
 generator and swaps it in only while its operators run, so a seeded search repeats.
 """
@@ -97,6 +101,8 @@ class _Member:
     run_id: str | None
     generation: int
     order: int  # when it was told (the latest pool without elitism)
+    losses: tuple[float, ...] = ()  # several objectives: each one's loss
+    feasible: bool = True
 
 
 class GeneticSearch:
@@ -113,6 +119,7 @@ class GeneticSearch:
         tournament_size: int = 3,
         elitism: bool = True,
         seed: int = 0,
+        objectives: int = 1,
     ) -> None:
         self._base, self._tools = _deap()
         self._space = space
@@ -130,8 +137,10 @@ class GeneticSearch:
         self._seen: set[str] = set()  # points proposed so far
         self._proposed = 0
 
+        self._objectives = objectives
+
         class Fitness(self._base.Fitness):  # type: ignore[name-defined]
-            weights = (-1.0,)  # the loss is minimised
+            weights = (-1.0,) * objectives  # losses are minimised
 
         self._fitness = Fitness
 
@@ -156,8 +165,12 @@ class GeneticSearch:
             genes = tuple(g.encode(obs.params[g.name]) for g in self._genes if g.name in obs.params)
             if len(genes) != len(self._genes):
                 continue
+            losses = tuple(obs.losses) if obs.losses is not None else (float(obs.loss),)
+            if len(losses) != self._objectives or not all(math.isfinite(v) for v in losses):
+                continue
             generation = self._generation.get(obs.run_id or "", self._generation.get(point_key(obs.params), 0))
-            self._members.append(_Member(genes, float(obs.loss), obs.run_id, generation, len(self._members)))
+            self._members.append(_Member(genes, float(obs.loss), obs.run_id, generation, len(self._members), losses,
+                                         obs.feasible is not False))
 
     def register(self, proposals: Sequence[Proposal]) -> None:
         """An earlier run's proposals: their generations, and the count toward the budget."""
@@ -169,9 +182,17 @@ class GeneticSearch:
     # ------------------------------------------------------------------ breeding
     def pool(self) -> list[_Member]:
         """Who may be a parent now."""
-        if self.elitism:
-            return sorted(self._members, key=lambda m: (m.loss, m.order))[: self.population]
-        return self._members[-self.population :]
+        if not self.elitism:
+            return self._members[-self.population :]
+        if self._objectives == 1:
+            return sorted(self._members, key=lambda m: (not m.feasible, m.loss, m.order))[: self.population]
+        pool: list[_Member] = []
+        for feasible in (True, False):  # NSGA-II among the feasible, then (if room) the infeasible
+            group = [self._individual(m) for m in self._members if m.feasible is feasible]
+            room = min(self.population - len(pool), len(group))
+            if room > 0:
+                pool += [ind.member for ind in self._tools.selNSGA2(group, room)]
+        return pool
 
     def _next(self) -> Proposal:
         pool = self.pool()
@@ -195,7 +216,11 @@ class GeneticSearch:
     def _child(self, pool: list[_Member]) -> tuple[list[float], list[_Member], str]:
         tools = self._tools
         individuals = [self._individual(m) for m in pool]
-        picked = tools.selTournament(individuals, 2, min(self.tournament_size, len(individuals)))
+        size = min(self.tournament_size, len(individuals))
+        if self._objectives == 1:
+            picked = tools.selTournament(individuals, 2, size)
+        else:
+            picked = self._by_rank(individuals, size)
         first, second = (list(p) for p in picked)
         parents = [p.member for p in picked]
         operator = "mutation"
@@ -211,9 +236,22 @@ class GeneticSearch:
 
     def _individual(self, member: _Member) -> list[float]:
         individual = _Individual(member.genes)
-        individual.fitness = self._fitness((member.loss,))
+        individual.fitness = self._fitness(member.losses or (member.loss,))
         individual.member = member
         return individual
+
+    def _by_rank(self, individuals: list[Any], size: int) -> list[Any]:
+        """Two tournament winners by NSGA-II's order: feasibility, front rank, then the
+        larger crowding distance (DEAP's non-dominated sorting and crowding)."""
+        tools = self._tools
+        rank: dict[int, tuple[int, int, float]] = {}
+        for feasible in (True, False):
+            group = [ind for ind in individuals if ind.member.feasible is feasible]
+            for level, front in enumerate(tools.sortNondominated(group, len(group))):
+                tools.emo.assignCrowdingDist(front)
+                for ind in front:
+                    rank[id(ind)] = (int(not feasible), level, -ind.fitness.crowding_dist)
+        return [min(random.sample(individuals, size), key=lambda ind: rank[id(ind)]) for _ in range(2)]
 
     def _crossover(self, a: list[float], b: list[float]) -> None:
         tools = self._tools

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS trials (
     ended REAL,
     reason TEXT,
     error TEXT,
-    origin TEXT
+    origin TEXT,
+    feasible INTEGER,
+    pareto INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
     trial_id INTEGER NOT NULL,
@@ -79,7 +81,10 @@ TRIAL_COLUMNS = [
     "reason",
     "error",
     "origin",
+    "feasible",
+    "pareto",
 ]
+ADDED_COLUMNS = {"origin": "TEXT", "feasible": "INTEGER", "pareto": "INTEGER"}  # not in stores from before them
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ class TrialRecord:
     reason: str | None = None
     error: str | None = None
     origin: dict[str, Any] | None = None  # where the point came from (GA: generation, parents)
+    feasible: bool | None = None  # with constraints: whether its metrics satisfy them all
+    pareto: bool | None = None  # with several objectives: on the Pareto front of the search
 
     @property
     def finished(self) -> bool:
@@ -156,8 +163,10 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-            if "origin" not in self._trial_columns():  # a store from before origins were kept
-                self._db.execute("ALTER TABLE trials ADD COLUMN origin TEXT")
+            present = self._trial_columns()
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE trials ADD COLUMN {column} {kind}")
             self._db.commit()
         present = self._trial_columns()
         self._select = ", ".join(c if c in present or not present else f"NULL AS {c}" for c in TRIAL_COLUMNS)
@@ -243,11 +252,12 @@ class Store:
         ended: float | None = None,
         reason: str | None = None,
         error: str | None = None,
+        feasible: bool | None = None,
     ) -> None:
         self._db.execute(
             "UPDATE trials SET state = ?, objective = ?, metrics = ?, attempt = COALESCE(?, attempt), "
             "worker = COALESCE(?, worker), host = COALESCE(?, host), gpu = COALESCE(?, gpu), "
-            "started = COALESCE(?, started), ended = ?, reason = ?, error = ? WHERE trial_id = ?",
+            "started = COALESCE(?, started), ended = ?, reason = ?, error = ?, feasible = ? WHERE trial_id = ?",
             (
                 state,
                 _finite(objective),
@@ -260,9 +270,15 @@ class Store:
                 ended if ended is not None else time.time(),
                 reason,
                 error,
+                None if feasible is None else int(feasible),
                 trial_id,
             ),
         )
+
+    def set_pareto(self, joined: Sequence[int], left: Sequence[int]) -> None:
+        """Trials that joined the Pareto front and trials that left it."""
+        self._db.executemany("UPDATE trials SET pareto = ? WHERE trial_id = ?",
+                             [(1, i) for i in joined] + [(0, i) for i in left])
 
     def trials(
         self, states: Iterable[str] | None = None, *, newer_than: int | None = None, ids: Sequence[int] = ()
@@ -276,6 +292,8 @@ class Store:
             data["params"] = json.loads(data["params"])
             data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else None
             data["origin"] = json.loads(data["origin"]) if data["origin"] else None
+            for flag in ("feasible", "pareto"):
+                data[flag] = None if data[flag] is None else bool(data[flag])
             out.append(TrialRecord(**data))
         return out
 

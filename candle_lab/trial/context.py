@@ -34,6 +34,7 @@ class TrialContext:
     started: float
     step: int = 0
     stop_reason: str | None = None
+    stop_told: bool = False  # the model was told to stop (saw should_stop): it ends early, not complete
     last_metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_restored: bool = False  # PBT: the Keras fit hook restored (once per trial) ...
     checkpoint_by_model: bool = False  # ... unless the model takes its checkpoint itself
@@ -56,10 +57,20 @@ class TrialContext:
 
     @property
     def should_stop(self) -> bool:
+        if self.stop_reason is None and _walltime_notice:  # this worker's job ends soon
+            self.stop("walltime")
+        self.stop_told = self.stop_told or self.stop_reason is not None
         return self.stop_reason is not None
 
     def stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
+
+    def stopped_early(self) -> str | None:
+        """Why the trial stopped on request, if it did. A walltime notice counts only once
+        the model saw it (:attr:`should_stop`): a model that never looks runs to its end."""
+        if self.stop_reason == "walltime" and not self.stop_told:
+            return None
+        return self.stop_reason
 
     def time_left(self) -> float | None:
         if self.task.timeout is None:
@@ -100,6 +111,26 @@ def request_stop(experiment: str, trial_id: int, reason: str = "stopped") -> boo
     if ctx is not None:
         ctx.stop(reason)
     return ctx is not None
+
+
+# When this worker process heard that its SLURM job ends soon (SIGUSR1 from --signal).
+_walltime_notice: list[float] = []
+
+
+def notice_walltime() -> int:
+    """This worker's job ends soon (SLURM's ``--signal``): every trial running here stops
+    at its next epoch boundary with reason ``walltime`` (its driver runs it again, resuming
+    from its checkpoint, on a fresh worker), and so does any trial that starts here later.
+    Returns how many trials were running."""
+    _walltime_notice.append(time.time())
+    running = list(_running.values())
+    for ctx in running:
+        ctx.stop("walltime")
+    return len(running)
+
+
+def walltime_noticed() -> bool:
+    return bool(_walltime_notice)
 
 
 # ------------------------------------------------------------------ the start event

@@ -20,9 +20,15 @@ from candle_lab.store.layout import RESULT_FILE, STARTS_DIR
 TOPIC = "candle_lab"  # dask event topic of the workers' events
 
 Reason = Literal[
-    "exception", "import", "oom", "disk-full", "nan", "timeout", "lost-worker", "stopped", "early-stop"
+    "exception", "import", "oom", "disk-full", "nan", "timeout", "lost-worker", "stopped", "early-stop",
+    "walltime", "preempted", "node-fail", "cancelled",  # SLURM ended the worker's job (or is about to)
 ]
-RETRYABLE: frozenset[str] = frozenset({"exception", "oom", "lost-worker"})
+RETRYABLE: frozenset[str] = frozenset(
+    {"exception", "oom", "lost-worker", "walltime", "preempted", "node-fail", "cancelled"}
+)
+# Not the trial's doing (its job's walltime, a preemption, a node failure): retried without
+# counting against trial.retries (candle_lab.engine.retry).
+FREE_RETRY: frozenset[str] = frozenset({"walltime", "preempted", "node-fail"})
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,13 @@ class TrialTask:
     metric: str
     timeout: float | None = None
     cores: int = 1
-    gpus: int = 0
+    gpus: int = 0  # the worker's GPUs (compute.gpus)
+    gpu_share: float | None = None  # GPUs of one trial when set (compute.gpus_per_trial): one per worker process
+    gpu_sample: float = 5.0  # seconds between samples of the trial's GPUs (candle_lab.trial.gpus)
     save_model: bool = True
     checkpoint: bool = False
     resume: bool = False  # save each epoch and start an attempt from the last saved (trial.resume)
+    required: tuple[tuple[str, str], ...] = ()  # (metric, spec field): other objectives, constrained metrics
     interval: tuple[int, int] | None = None  # PBT: train from epoch [0] to epoch [1] ...
     restore_from: str | None = None  # ... starting from the checkpoint in this run folder
     uq: dict[str, Any] | None = None  # ensemble member: method, seed, passes (candle_lab.uq)

@@ -25,9 +25,18 @@ from typing import IO, Any, Literal
 from candle_lab import settings
 from candle_lab.models import interpret, run_model
 from candle_lab.store.layout import LOG_FILE, MODEL_FILE, RESULT_FILE, RESUME_DIR, STARTS_DIR
-from candle_lab.trial.context import TrialContext, TrialTimeout, _current, _running, forget, schedule_start_event
+from candle_lab.trial.context import (
+    TrialContext,
+    TrialTimeout,
+    _current,
+    _running,
+    announce,
+    forget,
+    schedule_start_event,
+)
+from candle_lab.trial.gpus import GpuSampler, assign, parse_visible, per_worker, slot_of
 from candle_lab.trial.output import configure_native_logs, output_to
-from candle_lab.trial.protocol import Reason, StartEvent, TrialOutcome, TrialTask
+from candle_lab.trial.protocol import MetricsEvent, Reason, StartEvent, TrialOutcome, TrialTask
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +63,71 @@ def classify(exc: BaseException) -> Reason:
     return "exception"
 
 
+# CUDA_VISIBLE_DEVICES as this worker process found it (its SLURM job's GPUs), before
+# configure_resources narrowed it to the trial's: read once, on the first trial.
+_given: list[list[str] | None] = []
+
+
+def trial_gpus(task: TrialTask, worker_name: str | None) -> list[str] | None:
+    """The GPUs of this worker process's trials (:func:`candle_lab.trial.gpus.assign`), or
+    None to leave ``CUDA_VISIBLE_DEVICES`` as it is. A local cluster's worker ``i`` is slot
+    ``i`` of the machine's GPUs (those of ``CUDA_VISIBLE_DEVICES`` when set); a SLURM job's
+    process ``<job>-<i>`` is slot ``i`` of the job's GPUs, which SLURM set; a job's only
+    process keeps them all."""
+    if task.gpus <= 0 or worker_name is None:
+        return None
+    if not _given:
+        _given.append(parse_visible(os.environ.get("CUDA_VISIBLE_DEVICES")))
+    processes = per_worker(task.gpus, task.gpu_share)
+    local = worker_name.isdigit()
+    if not local and processes == 1:
+        return None  # a SLURM job's one worker: the GPUs SLURM gave it
+    share = float(task.gpus if task.gpu_share is None else task.gpu_share)
+    return assign(_given[0], slot_of(worker_name, processes), share)
+
+
+def missing_metrics(metrics: dict[str, float], required: tuple[tuple[str, str], ...]) -> str | None:
+    """What a completed trial failed to report of the metrics the spec names besides the
+    objective (other objectives, constrained metrics), and what it did report; None if
+    nothing is missing."""
+    absent = [f"{field} {metric!r}" for metric, field in required
+              if metric not in metrics or not math.isfinite(float(metrics[metric]))]
+    if not absent:
+        return None
+    known = ", ".join(sorted(metrics)) or "nothing"
+    return f"{'; '.join(absent)}: not reported by the model, or not a number (it reported: {known})"
+
+
 def configure_resources(task: TrialTask, worker_name: str | None) -> str | None:
-    """Thread pools sized to the trial's cores; its own GPU(s), with memory growth on.
+    """Thread pools sized to the trial's cores; its own GPU(s) (:func:`trial_gpus`), with
+    memory growth on.
 
     Environment variables are read by TensorFlow when it starts in this worker process,
-    which is during the first trial (one trial per worker at a time). Returns the GPUs
-    the trial sees."""
+    which is during the first trial (one trial per worker process at a time: the same
+    GPUs each time). Returns the GPUs the trial sees."""
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(task.cores))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(min(2, task.cores)))
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     configure_native_logs()  # TensorFlow's notices: none unless --verbose
-    if task.gpus > 0 and "SLURM_JOB_ID" not in os.environ and worker_name is not None and worker_name.isdigit():
-        # Local cluster on a GPU machine: worker i gets GPUs i*g .. i*g+g-1.
-        first = int(worker_name) * task.gpus
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(task.gpus))
+    gpus = trial_gpus(task, worker_name)
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     elif task.gpus == 0 and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU trial must not grab a GPU
     return os.environ.get("CUDA_VISIBLE_DEVICES") or None
+
+
+def _sampler(ctx: TrialContext, gpu: str | None) -> GpuSampler:
+    """Samples of the trial's GPUs as ``sys.*`` metrics (none without nvidia-smi)."""
+    task = ctx.task
+
+    def send(step: int, values: dict[str, float]) -> None:
+        announce((task.experiment, task.trial_id))  # the start event first
+        ctx.emit(MetricsEvent(task.trial_id, task.attempt, time.time(), step, values))
+
+    own = parse_visible(gpu) if task.gpus > 0 and ctx.worker is not None else None
+    return GpuSampler(own or [], send, task.gpu_sample)
 
 
 def _own_process(worker: Any) -> bool:
@@ -106,8 +162,10 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     _journal_start(task)
     name = None if worker is None else str(worker.name if worker.name is not None else worker.address)
     gpu = configure_resources(task, name)
-    if "SLURM_JOB_ID" in os.environ:  # one worker per SLURM job: the job names its Gantt lane
-        name = f"job {os.environ['SLURM_JOB_ID']}"
+    if "SLURM_JOB_ID" in os.environ:  # the job names its Gantt lane ...
+        processes = per_worker(task.gpus, task.gpu_share)
+        slot = f"/{slot_of(name, processes)}" if processes > 1 else ""  # ... with its process when several
+        name = f"job {os.environ['SLURM_JOB_ID']}{slot}"
     where = {"worker": name, "host": socket.gethostname(), "gpu": gpu}
     if worker is not None:
         start = StartEvent(task.trial_id, task.attempt, started, started, worker.address, name, where["host"], gpu)
@@ -115,6 +173,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
 
     token = _current.set(ctx)
     _running[(task.experiment, task.trial_id)] = ctx
+    sampler = _sampler(ctx, gpu).start()
     objective: float | None = None
     metrics: dict[str, float] = {}
     reason: str | None = None
@@ -133,21 +192,23 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             if task.save_model:
                 model_file = _save_model(raw, ctx.prepare_dir())
         metrics = {**ctx.last_metrics, **result.metrics}
-        if math.isfinite(result.objective):
+        missing = missing_metrics(metrics, task.required)
+        if math.isfinite(result.objective) and not missing:
             objective = result.objective
-        elif ctx.stop_reason is None:
+        elif ctx.stopped_early() is None:
             reason = "nan"
-            error = result.detail or f"the objective {task.metric!r} is {result.objective}"
+            error = result.detail or missing or f"the objective {task.metric!r} is {result.objective}"
     except Exception as exc:
         reason = classify(exc)
         error = "".join(traceback.format_exception(exc))
         metrics = dict(ctx.last_metrics)
     finally:
+        sampler.stop()
         _current.reset(token)
         forget(ctx)
 
     state: Literal["completed", "failed", "stopped"] = "completed" if reason is None else "failed"
-    if ctx.stop_reason is not None and reason in (None, "nan"):
+    if ctx.stopped_early() is not None and reason in (None, "nan"):
         state, reason = "stopped", ctx.stop_reason
     if state == "completed" or (state == "stopped" and reason != "walltime"):
         shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)  # no attempt will resume from it

@@ -417,6 +417,12 @@ class DashboardView:
         self.pbt = pn.Row(pn.pane.Bokeh(self.population.figure, sizing_mode="stretch_width"),
                           pn.pane.Bokeh(self.lineage.figure, sizing_mode="stretch_width"),
                           sizing_mode="stretch_width", visible=False)
+        # several objectives: the Pareto front and its hypervolume over time (plotly, drawn
+        # only when the monitor computed them again)
+        self.front = pn.pane.Plotly(None, sizing_mode="stretch_width", css_classes=["pareto-front"])
+        self.hypervolume = pn.pane.Plotly(None, sizing_mode="stretch_width", css_classes=["pareto-hypervolume"])
+        self.objectives = pn.Row(self.front, self.hypervolume, sizing_mode="stretch_width", visible=False)
+        self._front_drawn: Any = None  # the monitor's ParetoView the panes show
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-summary"])
         self.efficiency = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-efficiency"])
         self.table = W.Tabulator(
@@ -454,6 +460,7 @@ class DashboardView:
             pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
             pn.Row(pn.pane.Bokeh(self.util.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.best.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            self.objectives,
             pn.Row(top_k, self.metric, self.uq_top, self.uq_method, self.uq_members, ensemble),
             pn.pane.Bokeh(self.curves.figure, sizing_mode="stretch_width"),
             self.pbt,
@@ -485,7 +492,7 @@ class DashboardView:
         self.summary.object = _summary_html(m, usage)
         self.efficiency.object = _efficiency_html(m.efficiency())
         self.gantt.update(m.gantt(), m.selected)
-        self.util.update(m.running_series(), m.spec.compute.workers)
+        self.util.update(m.running_series(), m.slots())
         self.best.update(m.best_curve(), f"{m.spec.objective.metric} ({m.direction})")
         shown = m.shown_trials()
         if m.selected is not None and m.selected not in shown:
@@ -494,6 +501,12 @@ class DashboardView:
         self.curves.update(m.curves(shown), m.metric, m.states_of(shown),
                            None if best is None else int(best["trial_id"]), m.selected)
         self.pbt.visible = m.population_based
+        self.objectives.visible = m.multi_objective
+        front = m.pareto()
+        if front is not None and front is not self._front_drawn:
+            self._front_drawn = front
+            self.front.object = figures.pareto_figure(front.trials, m.spec.goals, m.spec.constraints, front.front)
+            self.hypervolume.object = figures.hypervolume_figure(front.hypervolume, front.origin)
         if m.population_based:
             self.population.update_population(*m.population(), m.metric)
             self.lineage.update(m.lineage())
@@ -527,6 +540,7 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
                      f"{formatting.number(best['objective'])}</b> (trial {int(best['trial_id'])}: "
                      f"{html.escape(params)})")
     phase = m.phase()
+    front = m.pareto()  # several objectives: the summary gives the front, not one best
     cells = [
         ("experiment", f"<span class='experiment-id'>{html.escape(s.id)}</span> · {html.escape(spec.name)}"
                        f" · {html.escape(spec.search.algorithm)}"),
@@ -538,7 +552,7 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
                    f" · {s.failed} failed"),
         ("workers", f"{spec.compute.workers} · utilization {usage.utilization:.1%} · "
                     f"<span class='idle'>idle {usage.idle_fraction:.1%}</span> (waiting for workers counts as idle)"),
-        ("best", best_text),
+        ("front", _front_html(spec, front.front, front.infeasible)) if front is not None else ("best", best_text),
     ]
     if spec.compute.gpus:
         cells.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used · {usage.gpu_hours_idle:.2f} idle"))
@@ -546,6 +560,17 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
         cells.append(("core-hours", f"{usage.core_hours_used:.2f} used · {usage.core_hours_idle:.2f} idle"))
     rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th><td>{v}</td></tr>" for k, v in cells)
     return f"<table class='summary'>{rows}</table>"
+
+
+def _front_html(spec: Any, front: pd.DataFrame, infeasible: int) -> str:
+    """The summary's line of a multi-objective experiment: "Pareto front: 5 trials (error ↓,
+    size ↓) · 3 infeasible (memory <= 30)"."""
+    arrows = ", ".join(f"{g.metric} {'↓' if g.direction == 'minimize' else '↑'}" for g in spec.goals)
+    text = f"<b class='pareto-count'>Pareto front: {len(front)} trials</b> ({html.escape(arrows)})"
+    if spec.constraints:
+        limits = ", ".join(str(c) for c in spec.constraints)
+        text += f" · <span class='infeasible'>{infeasible} infeasible</span> ({html.escape(limits)})"
+    return text
 
 
 def _efficiency_html(found: Efficiency | None) -> str:

@@ -624,6 +624,10 @@ class SpecForm(param.Parameterized):
             ),
             "trial": merged("trial", retries=self.retries, timeout=self.timeout.strip()),
         }
+        if base.get("objectives"):  # a loaded spec's other objectives and its constraints stay
+            data["objectives"] = [data["objective"], *base["objectives"][1:]]
+        if base.get("constraints"):
+            data["constraints"] = base["constraints"]
         return data, labels
 
     def _algorithm_settings(self) -> dict[str, Any]:

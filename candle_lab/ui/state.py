@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import numpy as np
 import pandas as pd
 import param
 
-from candle_lab import analysis, api, formatting, monitor, planner
+from candle_lab import analysis, api, formatting, monitor, pareto, planner
 from candle_lab.efficiency import EVENT_KINDS, Efficiency, experiment_efficiency
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec
 from candle_lab.store import DB_NAME, FINAL_STATES, Store, experiments_root
+from candle_lab.trial.gpus import is_system
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,19 @@ TABLE_ROWS = 500  # trials the table holds (the best, and every running one)
 
 
 PLAN_REPEATS = 50  # simulated runs per what-if row on the dashboard (the CLI's default: more)
+PARETO_SECONDS = 5.0  # while a search runs, its front and hypervolume are computed again at most this often
+
+
+@dataclass(frozen=True)
+class ParetoView:
+    """A multi-objective experiment's front as the views draw it: a new object only when
+    computed again (a view redraws when the object it drew from is not this one)."""
+
+    trials: pd.DataFrame  # the trials it was computed from
+    front: pd.DataFrame  # pareto.front: the trials on the front, best first by the main objective
+    hypervolume: pd.DataFrame  # pareto.hypervolume_over_time
+    origin: float  # monitor.origin: the time axis starts there
+    infeasible: int  # trials that broke a constraint
 
 
 class ExperimentMonitor(param.Parameterized):
@@ -53,9 +68,11 @@ class ExperimentMonitor(param.Parameterized):
         self._store: Store | None = None
         self._data_version: int | None = None
         self._metrics_row = 0
+        self._gpu_samples = monitor.gpu_samples(pd.DataFrame())  # sys.gpu_util per trial, kept up to date
         self._tick = 0.0
         self._live: dict[int, tuple[Any, ...]] = {}  # trials not final: (state, attempt, started)
         self._memos: dict[str, tuple[pd.DataFrame, tuple[Any, ...], Any]] = {}
+        self._pareto: tuple[tuple[Any, ...], float, ParetoView] | None = None  # (key, when, view)
         self.spec: ExperimentSpec | None = None
         self.experiment: api.Experiment | None = None
         if self.path:
@@ -68,6 +85,7 @@ class ExperimentMonitor(param.Parameterized):
         self.experiment, self.spec = exp, exp.spec
         self._store = Store(exp.path / DB_NAME, readonly=True)
         self._data_version, self._metrics_row = None, 0
+        self._gpu_samples = monitor.gpu_samples(pd.DataFrame())
         with param.parameterized.batch_call_watchers(self):
             self.param.update(
                 path=str(exp.path),
@@ -102,6 +120,7 @@ class ExperimentMonitor(param.Parameterized):
         metrics = self.metrics
         if not new.empty:
             self._metrics_row = int(new["row"].max())
+            self._gpu_samples = monitor.add_samples(self._gpu_samples, monitor.gpu_samples(new))
             metrics = new if metrics.empty else pd.concat([metrics, new], ignore_index=True)
         meta = self._store.meta()
         counts = monitor.state_counts(trials)
@@ -180,22 +199,36 @@ class ExperimentMonitor(param.Parameterized):
             "gantt", lambda: (monitor.gantt_rows(self.trials, queued=True, limit=GANTT_BARS,
                                                  earlier=self._earlier_attempts(), direction=self.direction),
                               monitor.origin(self.trials)))
+        busy = self.lane_busy()
         live = bars["state"].isin(["running", "queued"]).to_numpy()
-        if not live.any():
+        if not live.any() and busy.empty:
             return bars
         bars = bars.copy()
-        bars.loc[live, "end"] = time.time() - t0
+        if live.any():
+            bars.loc[live, "end"] = time.time() - t0
+        if not busy.empty:  # GPU lanes say how busy their GPU was: "job 12 · GPU 0 — 93% busy"
+            labels = {lane: monitor.busy_label(lane, pct) for lane, pct in busy.items()}
+            bars["lane"] = bars["lane"].map(labels).fillna(bars["lane"])
         return bars
+
+    def lane_busy(self) -> pd.Series:
+        """Mean GPU busy % per Gantt lane, from the trials' ``sys.gpu_util`` samples (none
+        without ``nvidia-smi`` on the workers)."""
+        return self._memo("lane_busy", lambda: monitor.lane_busy(self.trials, self._gpu_samples),
+                          self._metrics_row)
 
     def _earlier_attempts(self) -> pd.DataFrame | None:
         """Attempts cut off and run again (read with the trials: a few events at most)."""
         return None if self._store is None else monitor.earlier_attempts(self._store.events(["retry"]))
 
+    def slots(self) -> int:
+        """Trials that run at once (workers, times the trials sharing each one's GPUs)."""
+        return 1 if self.spec is None else monitor.slots(self.spec.compute)
+
     def usage(self) -> monitor.Utilization:
         if self.spec is None:
             return monitor.utilization(self.trials, 1)
-        c = self.spec.compute
-        return monitor.utilization(self.trials, c.workers, c.gpus, cores_per_worker=c.cores or 1)
+        return monitor.compute_utilization(self.trials, self.spec.compute)
 
     def efficiency(self) -> Efficiency | None:
         """The experiment's HPC efficiency figures, computed again only when the trials
@@ -227,6 +260,28 @@ class ExperimentMonitor(param.Parameterized):
 
     def running_series(self) -> pd.DataFrame:
         return monitor.running_over_time(self.trials, points=analysis.MAX_POINTS)
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.spec is not None and self.spec.multi_objective
+
+    def pareto(self) -> ParetoView | None:
+        """With several objectives, the front and its hypervolume over time (None with one):
+        computed again only when a trial completed, and while the search runs at most every
+        :data:`PARETO_SECONDS` (100,000 trials of 4 objectives take a second or two)."""
+        if self.spec is None or not self.spec.multi_objective:
+            return None
+        key, now, held = (self.path, self.completed_count()), time.monotonic(), self._pareto
+        if held is not None and held[0][0] == key[0]:
+            running = self.status is not None and self.status.driver_alive
+            if held[0] == key or (running and now - held[1] < PARETO_SECONDS):
+                return held[2]
+        trials, goals = self.trials, self.spec.goals
+        infeasible = int((trials["feasible"] == 0).sum()) if "feasible" in trials else 0
+        view = ParetoView(trials, pareto.front(trials, goals), pareto.hypervolume_over_time(trials, goals),
+                          monitor.origin(trials), infeasible)
+        self._pareto = (key, now, view)
+        return view
 
     def best_curve(self) -> pd.DataFrame:
         return self._memo("best", lambda: monitor.thinned(monitor.best_so_far(self.trials, self.direction),
@@ -312,7 +367,7 @@ class ExperimentMonitor(param.Parameterized):
         return monitor.lineage(self.trials)
 
     def metric_names(self) -> list[str]:
-        names = [] if self.metrics.empty else sorted(self.metrics["name"].unique())
+        names = [] if self.metrics.empty else sorted(n for n in self.metrics["name"].unique() if not is_system(n))
         return names or ([self.metric] if self.metric else [])
 
     def running_trials(self) -> list[int]:

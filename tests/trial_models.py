@@ -339,3 +339,8 @@ def two_goals(params: dict[str, Any]) -> dict[str, float]:
         raise MemoryError("could not allocate 40 GiB")
     g = 1.0 + 9.0 * y
     return {"error": x, "size": g * (1.0 - math.sqrt(x / g)), "memory": 40.0 * x}
+
+
+def edge(params: dict[str, Any]) -> float:
+    """The loss falls towards the upper bound of 'lr' (the optimum lies beyond it)."""
+    return -math.log(float(params["lr"])) + 0.1 * float(params["x"])

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from candle_lab import pareto
+from candle_lab import bounds, pareto
 from candle_lab.engine.retry import retry_kind
 from candle_lab.optimizers.base import Observation, Proposal
 from candle_lab.spec import ExperimentSpec
@@ -206,6 +206,10 @@ class SearchState:
         self.observations: list[Observation] = []  # what the optimizer has yet to hear
         self._rule = make_rule(spec.trial.early_stop, spec.trial.grace_epochs, spec.trial.min_trials, spec.trial.eta)
         self.front = pareto.Front()  # several objectives: the trials on the Pareto front
+        self._best: list[tuple[float, int, dict[str, Any]]] = []  # the bounds.TOP best: (loss, trial id, params)
+        self._completed = 0
+        self._warned: set[tuple[str, str]] = set()  # (parameter, side) of the boundary events recorded
+        self._space = spec.space.search_space() if search.algorithm not in ("upf", "ensemble") else None
         self._front_moved: tuple[list[int], list[int]] | None = None
 
     # ------------------------------------------------------------------ resume
@@ -241,6 +245,7 @@ class SearchState:
             actions.append(Requeue(t.trial_id, attempt, "driver restarted", None))
         self.n.created = len(records)
         self.n.rounds = max((t.round or 0 for t in records), default=-1) + 1
+        self._boundaries()  # recorded by the earlier run
         return actions
 
     # ------------------------------------------------------------------ budget and capacity
@@ -407,6 +412,7 @@ class SearchState:
         if self._front_moved:
             actions.append(FrontChange(*self._front_moved))
             self._front_moved = None
+        actions += [Event("boundary", None, b.as_dict()) for b in self._boundaries()]
         target = self.spec.budget.target
         if (
             usable is not None
@@ -417,6 +423,15 @@ class SearchState:
             actions.append(Event("target-reached", trial.trial_id, {"objective": outcome.objective}))
             self.stopping = "target"
         return actions
+
+    def _boundaries(self) -> list[bounds.Boundary]:
+        """Bounds where the best trials gather, not yet recorded."""
+        if self._space is None:
+            return []
+        found = bounds.at_bounds(self._space, [b[2] for b in self._best], self._completed)
+        new = [b for b in found if (b.parameter, b.side) not in self._warned]
+        self._warned.update((b.parameter, b.side) for b in new)
+        return new
 
     def _observe(
         self, trial_id: int, params: dict[str, Any], run_id: str, *, state: str, metrics: dict[str, float] | None,
@@ -432,6 +447,9 @@ class SearchState:
         loss = self._loss(objective) if completed else None
         observed = Observation(params, loss, run_id, losses=vector, feasible=feasible)
         self.observations.append(observed)
+        if loss is not None and feasible is not False:
+            self._completed += 1
+            self._best = sorted([*self._best, (loss, trial_id, params)], key=lambda b: (b[0], b[1]))[: bounds.TOP]
         if vector is not None and feasible is not False:
             joined, left = self.front.add(trial_id, vector)
             if joined or left:

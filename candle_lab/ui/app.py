@@ -554,6 +554,9 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
                     f"<span class='idle'>idle {usage.idle_fraction:.1%}</span> (waiting for workers counts as idle)"),
         ("front", _front_html(spec, front.front, front.infeasible)) if front is not None else ("best", best_text),
     ]
+    notices = m.boundaries()
+    if notices:  # the best trials at a bound: the optimum may lie beyond it
+        cells.append(("bounds", "<span class='boundary'>" + "<br>".join(html.escape(n) for n in notices) + "</span>"))
     if spec.compute.gpus:
         cells.append(("GPU-hours", f"{usage.gpu_hours_used:.2f} used · {usage.gpu_hours_idle:.2f} idle"))
     else:

@@ -19,6 +19,7 @@ import pandas as pd
 import param
 
 from candle_lab import analysis, api, formatting, monitor, pareto, planner
+from candle_lab.bounds import Boundary
 from candle_lab.efficiency import EVENT_KINDS, Efficiency, experiment_efficiency
 from candle_lab.errors import CandleLabError
 from candle_lab.spec import ExperimentSpec
@@ -216,6 +217,14 @@ class ExperimentMonitor(param.Parameterized):
         without ``nvidia-smi`` on the workers)."""
         return self._memo("lane_busy", lambda: monitor.lane_busy(self.trials, self._gpu_samples),
                           self._metrics_row)
+
+    def boundaries(self) -> list[str]:
+        """The bounds the best trials gather at, with a wider one to try (the engine's
+        ``boundary`` events; read again only when the trials changed)."""
+        if self._store is None:
+            return []
+        store = self._store
+        return self._memo("boundaries", lambda: [str(Boundary(**e[3])) for e in store.events(["boundary"])])
 
     def _earlier_attempts(self) -> pd.DataFrame | None:
         """Attempts cut off and run again (read with the trials: a few events at most)."""

@@ -67,7 +67,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         try:
-            self.checkpoint.save_keras(self.model, epoch + 1)
+            values = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+            self.checkpoint.save_keras(self.model, epoch + 1, values)
         except OSError as exc:  # a full disk: the trial goes on, a cut-off attempt starts earlier
             log.warning("could not save the checkpoint of epoch %d: %s", epoch + 1, exc)
 
@@ -125,10 +126,13 @@ def _restored(model: Any, checkpoint: Checkpoint) -> bool:
     """Whether the last saved epoch was loaded into ``model``; a model whose weights only
     exist once it trains (no input shape), or that changed, starts again from epoch 1."""
     try:
-        return checkpoint.restore_keras(model)
+        restored = checkpoint.restore_keras(model)
     except Exception as exc:
         log.warning("could not resume from %s (%s): training from epoch 1", checkpoint.restore_dir, exc)
         return False
+    if restored:
+        checkpoint.resend()
+    return restored
 
 
 def install_fit_hook() -> None:

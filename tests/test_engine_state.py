@@ -182,6 +182,10 @@ def test_late_events_of_an_ended_attempt_are_ignored() -> None:
     t = launch(s)[0]
     s.finished(t, outcome(t, reason="exception"))
     assert start(s, SimpleNamespace(trial_id=0, attempt=1)) == []  # type: ignore[arg-type]
+    assert s.metrics(MetricsEvent(0, 1, 5.0, 3, {"loss": 1.0}), 5.0) == []  # ended: not running again yet
+    launch(s, 1)
+    (late,) = s.metrics(MetricsEvent(0, 1, 6.0, 3, {"loss": 1.0}), 6.0)  # attempt 2 runs: stored, once
+    assert late.late and (late.attempt, late.step) == (1, 3)
 
 
 # ------------------------------------------------------------------ best and target

@@ -10,8 +10,11 @@ from conftest import model_spec
 
 import candle_lab
 from candle_lab import monitor
+from candle_lab.store.db import Store
 from candle_lab.store.layout import RESUME_DIR
 from candle_lab.trial.checkpoint import Checkpoint, latest_saved, resume_checkpoint
+from candle_lab.trial.context import TrialContext, _current
+from candle_lab.trial.protocol import MetricsEvent, TrialTask
 
 
 # ------------------------------------------------------------------ the checkpoint folder (no dask)
@@ -33,6 +36,39 @@ def test_an_epoch_becomes_the_latest_only_once_written(tmp_path: Path) -> None:
     with again.saving(2) as folder:
         (folder / "state").write_text("two")
     assert sorted(p.name for p in (tmp_path / RESUME_DIR).iterdir()) == ["epoch-0002", "latest"]  # older removed
+
+
+def test_the_attempt_that_resumes_sends_again_the_metrics_saved_with_its_epoch(tmp_path: Path) -> None:
+    """An attempt killed just after reporting an epoch may not have delivered it: the
+    checkpoint keeps the epoch's metrics and the next attempt sends them as the first
+    attempt's, which the store keeps once."""
+    sent: list[Any] = []
+
+    def attempt(n: int) -> TrialContext:
+        ctx = TrialContext(TrialTask("exp", str(tmp_path), 7, "RUN7", n, {}, {"kind": "callable"}, "loss"),
+                           None, tmp_path, 0.0)
+        ctx.emit = sent.append  # type: ignore[method-assign]
+        return ctx
+
+    token = _current.set(attempt(1))
+    with resume_checkpoint(tmp_path).saving(3, {"loss": 0.25}):
+        pass
+    _current.reset(token)
+    token = _current.set(attempt(2))
+    try:
+        resume_checkpoint(tmp_path).resend()
+    finally:
+        _current.reset(token)
+    ((event),) = sent
+    assert isinstance(event, MetricsEvent)
+    assert (event.trial_id, event.attempt, event.step, event.metrics) == (7, 1, 3, {"loss": 0.25})
+
+    store = Store(tmp_path / "store.db")
+    store.add_metrics(7, 1, 3, {"loss": 0.25}, 1.0)  # it had arrived after all
+    store.add_metrics(7, 1, 3, {"loss": 0.25}, 2.0, only_new=True)
+    store.add_metrics(7, 1, 2, {"loss": 0.5}, 2.0, only_new=True)
+    rows = store.metrics_frame()
+    assert sorted(zip(rows["step"], rows["value"], strict=True)) == [(2, 0.5), (3, 0.25)]
 
 
 def test_a_pbt_interval_saves_in_place(tmp_path: Path) -> None:

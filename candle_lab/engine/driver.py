@@ -678,7 +678,8 @@ class Engine:
                 self.store.mark_running(action.trial_id, action.attempt, worker=action.worker, host=action.host,
                                         gpu=action.gpu, started=action.started)
             elif isinstance(action, Metrics):
-                self.store.add_metrics(action.trial_id, action.attempt, action.step, action.values, action.time)
+                self.store.add_metrics(action.trial_id, action.attempt, action.step, action.values, action.time,
+                                       only_new=action.late)
             elif isinstance(action, Record):
                 self._record(action)
             elif isinstance(action, FrontChange):

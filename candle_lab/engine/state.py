@@ -96,11 +96,16 @@ class Running:
 
 @dataclass(frozen=True)
 class Metrics:
+    """Store one step's metrics; ``late``: of an earlier attempt of the trial (a step it
+    sent as it was cut off, or one its successor resent from the checkpoint), stored
+    unless already there."""
+
     trial_id: int
     attempt: int
     step: int
     values: dict[str, float]
     time: float
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -345,6 +350,9 @@ class SearchState:
     def metrics(self, event: MetricsEvent, now: float) -> list[Action]:
         trial = self.current(event.trial_id, event.attempt)
         if trial is None:
+            later = self.running.get(event.trial_id)
+            if later is not None and later.attempt > event.attempt:
+                return [Metrics(event.trial_id, event.attempt, event.step, event.metrics, event.time, late=True)]
             return []
         actions: list[Action] = [Metrics(trial.trial_id, trial.attempt, event.step, event.metrics, event.time)]
         if event.metrics and all(is_system(name) for name in event.metrics):  # GPU samples (sys.*): stored, not epochs

@@ -69,6 +69,7 @@ def _call(fn: Any, params: dict[str, Any]) -> Any:
         ctx = current_trial()
         if ctx is not None:
             ctx.checkpoint_by_model = True
+        checkpoint.resend()
         return fn(params, checkpoint=checkpoint)
     return fn(params)
 

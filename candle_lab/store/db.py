@@ -343,10 +343,18 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
 
     # ------------------------------------------------------------------ metrics and events
-    def add_metrics(self, trial_id: int, attempt: int, step: int, values: Mapping[str, float], when: float) -> None:
+    def add_metrics(self, trial_id: int, attempt: int, step: int, values: Mapping[str, float], when: float,
+                    *, only_new: bool = False) -> None:
+        """One step's metrics; ``only_new``: those the store does not hold yet (a step sent again)."""
+        rows = [(trial_id, attempt, step, name, _finite(float(v)), when) for name, v in values.items()]
+        if only_new:
+            self._db.executemany(
+                "INSERT INTO metrics (trial_id, attempt, step, name, value, time) SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
+                "WHERE NOT EXISTS (SELECT 1 FROM metrics WHERE trial_id = ?1 AND attempt = ?2 AND step = ?3 "
+                "AND name = ?4)", rows)
+            return
         self._db.executemany(
-            "INSERT INTO metrics (trial_id, attempt, step, name, value, time) VALUES (?, ?, ?, ?, ?, ?)",
-            [(trial_id, attempt, step, name, _finite(float(v)), when) for name, v in values.items()],
+            "INSERT INTO metrics (trial_id, attempt, step, name, value, time) VALUES (?, ?, ?, ?, ?, ?)", rows
         )
 
     def add_event(self, kind: str, trial_id: int | None = None, detail: Any = None, when: float | None = None) -> None:

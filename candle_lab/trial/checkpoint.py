@@ -22,7 +22,7 @@ the epochs before it stay recorded.
           state = load(checkpoint.restore_dir) if checkpoint.restore_dir else fresh(params)
           for epoch in range(checkpoint.initial_epoch, checkpoint.epochs or params["epochs"]):
               loss = train_one_epoch(state, params)
-              with checkpoint.saving(epoch + 1) as folder:
+              with checkpoint.saving(epoch + 1, {"loss": loss}) as folder:
                   save(state, folder)
               candle_lab.report(epoch + 1, loss=loss)
           return loss
@@ -43,23 +43,27 @@ unchanged (``checkpoint.epochs`` is the interval's end).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from candle_lab.store.layout import PBT_DIR, RESUME_DIR
 from candle_lab.trial.context import current_trial
+from candle_lab.trial.protocol import MetricsEvent
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.weights.h5"
 OPTIMIZER = "optimizer.npz"
 LATEST = "latest"  # in resume/: the name of the newest complete epoch folder
+REPORTED = "reported.json"  # in an epoch folder: the metrics of that epoch, by the attempt that saved it
 EPOCH_RE = re.compile(r"^epoch-(\d+)$")
 
 
@@ -82,10 +86,12 @@ class Checkpoint:
         return self.epochs is not None
 
     @contextlib.contextmanager
-    def saving(self, epoch: int) -> Iterator[Path]:
+    def saving(self, epoch: int, metrics: Mapping[str, float] | None = None) -> Iterator[Path]:
         """The folder to write the checkpoint of ``epoch`` into. Versioned, it becomes the
         latest only when the block ends (so a kill mid-write leaves the previous one) and
-        older epochs are then removed."""
+        older epochs are then removed. ``metrics``: the epoch's, kept with it (an attempt
+        cut off just after reporting them may not have delivered them: the attempt that
+        resumes here sends them again, see :meth:`resend`)."""
         if not self.versioned:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             yield self.save_dir
@@ -95,12 +101,31 @@ class Checkpoint:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         yield folder
+        ctx = current_trial()
+        if metrics and ctx is not None:
+            record = {"attempt": ctx.task.attempt, "step": epoch, "metrics": dict(metrics)}
+            (folder / REPORTED).write_text(json.dumps(record), encoding="utf-8")
         pointer = self.save_dir / f".{LATEST}.{os.getpid()}"
         pointer.write_text(name, encoding="utf-8")
         os.replace(pointer, self.save_dir / LATEST)
         for old in self.save_dir.iterdir():
             if old.name != name and EPOCH_RE.match(old.name):
                 shutil.rmtree(old, ignore_errors=True)
+
+    def resend(self) -> None:
+        """Send again the metrics saved with the epoch this attempt resumes from, as the
+        attempt that reported them (the store keeps them once)."""
+        ctx = current_trial()
+        if ctx is None or self.restore_dir is None or self.is_interval:
+            return
+        try:
+            record = json.loads((self.restore_dir / REPORTED).read_text(encoding="utf-8"))
+            event = MetricsEvent(ctx.task.trial_id, int(record["attempt"]), time.time(), int(record["step"]),
+                                 {str(k): float(v) for k, v in record["metrics"].items()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
+        if event.attempt < ctx.task.attempt:
+            ctx.emit(event)
 
     def restore_keras(self, model: Any) -> bool:
         """Load the weights and the optimizer's state saved by :meth:`save_keras` into a
@@ -126,12 +151,12 @@ class Checkpoint:
                 log.warning("optimizer state in %s does not fit this model's optimizer: not restored", state)
         return True
 
-    def save_keras(self, model: Any, epoch: int | None = None) -> None:
+    def save_keras(self, model: Any, epoch: int | None = None, metrics: Mapping[str, float] | None = None) -> None:
         """Save the weights and the optimizer's state (without its learning rate) of
-        ``epoch`` (default: the interval's end)."""
+        ``epoch`` (default: the interval's end), and its ``metrics``."""
         import numpy as np
 
-        with self.saving(epoch if epoch is not None else self.epochs or 0) as folder:
+        with self.saving(epoch if epoch is not None else self.epochs or 0, metrics) as folder:
             model.save_weights(str(folder / WEIGHTS))
             optimizer = getattr(model, "optimizer", None)
             if optimizer is not None and getattr(optimizer, "built", False):

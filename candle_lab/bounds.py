@@ -47,6 +47,8 @@ def at_bounds(space: SearchSpace, best: Sequence[Mapping[str, Any]], completed: 
     best = list(best)[:TOP]
     if completed < MIN_COMPLETED or len(best) < TOP:
         return []
+    if space.conditional:  # layer widths by layer; absent parameters sit nowhere
+        best = [space.active(space.flat(params)) for params in best]
     found = []
     for p in space.searchable:
         if not isinstance(p, RealParam | IntegerParam) or p.high <= p.low:

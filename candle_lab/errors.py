@@ -137,4 +137,4 @@ def from_pydantic(exc: Any, source: str | None = None, allowed: dict[str, list[s
     return SpecError(problems, source)
 
 
-_TAGS = {"real", "integer", "categorical", "constant"}
+_TAGS = {"real", "integer", "categorical", "constant", "layers"}

@@ -4,7 +4,10 @@ File formats read and written here:
 
 * ``ga``: the CANDLE/Supervisor GA JSON format, a list of
   ``{"name", "type": int|float|categorical|ordered|logical|constant, "lower", "upper",
-  "values", "element_type", "sigma", "use_log_scale", "value"}``;
+  "values", "element_type", "sigma", "use_log_scale", "value"}``; candle_lab extends it
+  with a ``"when"`` field on any entry (the parameter's condition, as in a spec) and a
+  ``"type": "layers"`` entry (``min_layers``, ``max_layers``, ``units``, ``format``, as
+  in a spec), which CANDLE's own GA does not read;
 * ``grid``: the PyCOMPSs-style JSON object of lists, ``{"optimizer": ["adam", "sgd"], ...}``;
 * ``upf``: CANDLE unrolled parameter files, one JSON object per line, each with an ``"id"``
   that becomes the run id;
@@ -13,6 +16,7 @@ File formats read and written here:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -26,17 +30,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from candle_lab import limits
+from candle_lab.conditions import Condition, Target, check, evaluation_order, parse_when
 from candle_lab.errors import SpecError, expected_got
 
 Choice = str | int | float | bool | list[int | float | str]
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 MAX_GRID = 4_000_000
 MAX_INT = 2**53  # integers beyond this are not exact as floats (the surrogates' unit space)
+MAX_LAYERS = 16  # type layers: at most this many layers
 
 
 class _Param(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(description="Parameter name, as the model receives it")
+    when: str | dict[str, Any] | None = Field(
+        None, description='Only searched (and passed) when this holds, e.g. "layers >= 3" or {optimizer: [sgd]}'
+    )
 
     @model_validator(mode="after")
     def _check_name(self) -> _Param:
@@ -45,7 +54,16 @@ class _Param(BaseModel):
                 f"name must start with a letter or '_' and hold only letters, digits, '_', '.', '-'; "
                 f"got {self.name!r}"
             )
+        if self.when is not None:
+            try:
+                parse_when(self.when)
+            except ValueError as exc:
+                raise ValueError(f"when: {exc}") from None
         return self
+
+    @property
+    def condition(self) -> Condition | None:
+        return parse_when(self.when) if self.when is not None else None
 
 
 class RealParam(_Param):
@@ -126,7 +144,72 @@ class ConstantParam(_Param):
         return self
 
 
-Parameter = Annotated[RealParam | IntegerParam | CategoricalParam | ConstantParam, Field(discriminator="type")]
+class UnitsRange(BaseModel):
+    """The units of each layer of a ``layers`` parameter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    low: int = Field(ge=1)
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> UnitsRange:
+        _check_low_high(self.low, self.high, self.log, integer=True)
+        return self
+
+
+class LayersParam(_Param):
+    """A list of layer widths, as CANDLE's ``dense``/``conv`` parameters take them: the
+    number of layers (``min_layers`` to ``max_layers``) and the units of each layer are
+    searched; layer k exists only when there are at least k layers. The model receives
+    ``[500, 100, 50]`` (``format: list``) or ``"500 100 50"`` (``format: text``). Inside the
+    search the family is the integer ``NAME.layers`` and ``NAME.1`` … ``NAME.<max_layers>``
+    (conditions may name them, e.g. ``when: "dense.layers >= 2"``)."""
+
+    type: Literal["layers"] = "layers"
+    min_layers: int = Field(1, ge=0, le=MAX_LAYERS)
+    max_layers: int = Field(ge=1, le=MAX_LAYERS)
+    units: UnitsRange
+    format: Literal["list", "text"] = "list"
+
+    @model_validator(mode="after")
+    def _check_layers(self) -> LayersParam:
+        if self.min_layers > self.max_layers:
+            raise ValueError(f"min_layers must be at most max_layers, got {self.min_layers} > {self.max_layers}")
+        return self
+
+    @property
+    def count_name(self) -> str:
+        return f"{self.name}.layers"
+
+    def unit_name(self, k: int) -> str:
+        return f"{self.name}.{k}"
+
+    def expand(self) -> list[tuple[IntegerParam, Condition | None]]:
+        """The searched family: the layer count (when it varies), then each layer's units
+        with the condition that the layer exists."""
+        out: list[tuple[IntegerParam, Condition | None]] = []
+        if self.min_layers < self.max_layers:
+            out.append((IntegerParam(name=self.count_name, low=self.min_layers, high=self.max_layers), None))
+        for k in range(1, self.max_layers + 1):
+            exists = parse_when(f"{self.count_name} >= {k}") if k > self.min_layers else None
+            u = self.units
+            out.append((IntegerParam(name=self.unit_name(k), low=u.low, high=u.high, log=u.log), exists))
+        return out
+
+    def value(self, units: Sequence[int]) -> list[int] | str:
+        return " ".join(str(u) for u in units) if self.format == "text" else [int(u) for u in units]
+
+    def units_of(self, value: Any) -> list[int]:
+        """The widths in a value this parameter produced (a list, or text)."""
+        items = value.split() if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else []
+        return [int(float(v)) for v in items]
+
+
+Parameter = Annotated[
+    RealParam | IntegerParam | CategoricalParam | ConstantParam | LayersParam, Field(discriminator="type")
+]
+Searched = RealParam | IntegerParam | CategoricalParam
 
 _TYPE_ALIASES = {"float": "real", "double": "real", "continuous": "real", "int": "integer", "categorial": "categorical"}
 
@@ -177,21 +260,50 @@ class UpfRun(BaseModel):
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The parameters of one experiment, with sampling and grid enumeration."""
+    """The parameters of one experiment, with sampling and grid enumeration.
 
-    parameters: tuple[RealParam | IntegerParam | CategoricalParam | ConstantParam, ...]
-    searchable: tuple[RealParam | IntegerParam | CategoricalParam, ...] = field(init=False)
+    ``searchable`` are the parameters the optimizers search, ``layers`` families
+    expanded. A point the optimizers build holds every searchable parameter (``flat``);
+    :meth:`finish` makes it what a trial receives: constants added, parameters whose
+    ``when`` fails left out, layer families joined into their list. :meth:`flat` goes
+    back, filling what a trial lacks with :func:`default_value`."""
+
+    parameters: tuple[RealParam | IntegerParam | CategoricalParam | ConstantParam | LayersParam, ...]
+    searchable: tuple[Searched, ...] = field(init=False)
     constants: dict[str, Any] = field(init=False)
+    conditions: dict[str, Condition] = field(init=False)  # by searched (or constant) name
+    _order: tuple[str, ...] = field(init=False)
+    _families: tuple[LayersParam, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "searchable", tuple(p for p in self.parameters if not isinstance(p, ConstantParam)))
-        object.__setattr__(
-            self, "constants", {p.name: p.value for p in self.parameters if isinstance(p, ConstantParam)}
-        )
+        flat: list[Searched | ConstantParam] = []
+        conditions: dict[str, Condition] = {}
+        for p in self.parameters:
+            own = p.condition
+            members = p.expand() if isinstance(p, LayersParam) else [(p, None)]
+            for q, exists in members:
+                flat.append(q)
+                joined = exists & own if exists is not None else own
+                if joined is not None:
+                    conditions[q.name] = joined
+        order, cyclic = evaluation_order(conditions, [q.name for q in flat])
+        if cyclic:
+            raise ValueError(f"the conditions form a cycle: {' -> '.join(cyclic)}")
+        set_ = object.__setattr__
+        set_(self, "searchable", tuple(q for q in flat if not isinstance(q, ConstantParam)))
+        set_(self, "constants", {q.name: q.value for q in flat if isinstance(q, ConstantParam)})
+        set_(self, "conditions", conditions)
+        set_(self, "_order", tuple(order))
+        set_(self, "_families", tuple(p for p in self.parameters if isinstance(p, LayersParam)))
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.parameters]
+
+    @property
+    def conditional(self) -> bool:
+        """Whether some parameter may be absent, or a layer family joined (points need :meth:`finish`)."""
+        return bool(self.conditions or self._families)
 
     def with_constants(self, point: Mapping[str, Any]) -> dict[str, Any]:
         """A full parameter dict in declaration order (constants included)."""
@@ -200,15 +312,60 @@ class SearchSpace:
             k: v for k, v in point.items() if k not in self.constants and k not in self.names
         }
 
+    def active(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """The searched parameters and constants present in a full point: those whose
+        conditions hold on the ones present before them."""
+        present: dict[str, Any] = {}
+        for name in self._order:
+            condition = self.conditions.get(name)
+            if condition is None or condition.holds(present):
+                present[name] = self.constants[name] if name in self.constants else flat.get(name)
+        return present
+
+    def finish(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """What a trial receives of a full point (see the class)."""
+        if not self.conditional:
+            return self.with_constants(flat)
+        present = self.active(flat)
+        out: dict[str, Any] = {}
+        for p in self.parameters:
+            if isinstance(p, LayersParam):
+                own = p.condition
+                if own is None or own.holds(present):
+                    units = [present[p.unit_name(k)] for k in range(1, p.max_layers + 1) if p.unit_name(k) in present]
+                    out[p.name] = p.value(units)
+            elif p.name in present:
+                out[p.name] = present[p.name]
+        hidden = set(self._order)
+        return out | {k: v for k, v in flat.items() if k not in hidden and k not in self.names}
+
+    def flat(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """A full point from what a trial received (absent parameters at their default)."""
+        if not self.conditional:
+            return dict(point)
+        out = dict(point)
+        for p in self._families:
+            if p.name in point:
+                units = p.units_of(out.pop(p.name))
+                if p.min_layers < p.max_layers:
+                    out[p.count_name] = min(p.max_layers, max(p.min_layers, len(units)))
+                for k, u in enumerate(units[: p.max_layers], start=1):
+                    out[p.unit_name(k)] = u
+        for q in self.searchable:
+            out.setdefault(q.name, default_value(q))
+        return out
+
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         """``n`` independent random points (log-uniform where ``log`` is set)."""
-        columns = {p.name: _sample_param(p, rng, n) for p in self.searchable}
-        return [self.with_constants({k: col[i] for k, col in columns.items()}) for i in range(n)]
+        columns = {p.name: sample_param(p, rng, n) for p in self.searchable}
+        return [self.finish({k: col[i] for k, col in columns.items()}) for i in range(n)]
 
     def grid_values(self, points_per_dim: int) -> list[list[Any]]:
         return [grid_axis(p, points_per_dim) for p in self.searchable]
 
     def grid_size(self, points_per_dim: int) -> int:
+        if self.conditional:
+            return sum(1 for _ in itertools.islice(self.grid_points(points_per_dim), MAX_GRID + 1))
         return math.prod(len(v) for v in self.grid_values(points_per_dim))
 
     def grid_point(self, axes: Sequence[Sequence[Any]], index: int) -> dict[str, Any]:
@@ -217,10 +374,76 @@ class SearchSpace:
         for p, values in zip(reversed(self.searchable), reversed(axes), strict=True):
             index, digit = divmod(index, len(values))
             point[p.name] = values[digit]
-        return self.with_constants(point)
+        return self.finish(point)
+
+    def grid_points(self, points_per_dim: int) -> Iterator[dict[str, Any]]:
+        """The valid combinations of a conditional grid, each once: an absent parameter
+        takes no values of its own."""
+        axes = {p.name: grid_axis(p, points_per_dim) for p in self.searchable}
+        names = [n for n in self._order if n in axes]
+
+        def walk(i: int, present: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if i == len(names):
+                yield self.finish(present)
+                return
+            name = names[i]
+            condition = self.conditions.get(name)
+            if condition is not None and not condition.holds({**self.constants, **present}):
+                yield from walk(i + 1, present)
+                return
+            for value in axes[name]:
+                present[name] = value
+                yield from walk(i + 1, present)
+            del present[name]
+
+        return walk(0, {})
 
 
-def _sample_param(p: RealParam | IntegerParam | CategoricalParam, rng: np.random.Generator, n: int) -> list[Any]:
+def default_value(p: Searched) -> Any:
+    """Where an absent parameter sits in a full point: the middle of its range (on its
+    scale), or its first choice."""
+    if isinstance(p, CategoricalParam):
+        return p.choices[0]
+    middle = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+    return int(round(middle)) if isinstance(p, IntegerParam) else float(middle)
+
+
+def check_conditions(parameters: Sequence[Parameter]) -> list[tuple[int, str]]:
+    """What is wrong with the parameters' conditions: (index of the parameter, message)
+    for unknown names, references to itself, comparisons its parameter cannot take,
+    values it never has, and cycles."""
+    targets: dict[str, Target] = {}
+    owner: dict[str, int] = {}  # searched name -> index of the parameter it comes from
+    flat: dict[str, Condition] = {}
+    for i, p in enumerate(parameters):
+        own = p.condition
+        for q, exists in p.expand() if isinstance(p, LayersParam) else [(p, None)]:
+            targets[q.name], owner[q.name] = _target(q), i
+            joined = exists & own if exists is not None else own
+            if joined is not None:
+                flat[q.name] = joined
+    problems: list[tuple[int, str]] = []
+    for i, p in enumerate(parameters):
+        condition = p.condition
+        if condition is not None:
+            problems += [(i, message) for message in check(p.name, condition, targets)]
+    if not problems:
+        _, cyclic = evaluation_order(flat, list(targets))
+        if cyclic:
+            problems.append((owner[cyclic[0]], f"the conditions form a cycle: {' -> '.join(cyclic)}"))
+    return problems
+
+
+def _target(p: Searched | ConstantParam) -> Target:
+    if isinstance(p, CategoricalParam):
+        numbers = all(isinstance(c, int | float) and not isinstance(c, bool) for c in p.choices)
+        return Target(p.name, p.ordered and numbers, tuple(p.choices))
+    if isinstance(p, ConstantParam):
+        return Target(p.name, isinstance(p.value, int | float) and not isinstance(p.value, bool), (p.value,))
+    return Target(p.name, True)
+
+
+def sample_param(p: RealParam | IntegerParam | CategoricalParam, rng: np.random.Generator, n: int) -> list[Any]:
     if isinstance(p, RealParam):
         if p.log:
             return [float(v) for v in np.exp(rng.uniform(math.log(p.low), math.log(p.high), n))]
@@ -256,7 +479,7 @@ def point_key(point: Mapping[str, Any]) -> str:
 # File formats
 
 SpaceFormat = Literal["auto", "ga", "grid", "upf", "native"]
-GA_TYPES = {"int", "float", "categorical", "ordered", "logical", "constant"}
+GA_TYPES = {"int", "float", "categorical", "ordered", "logical", "constant", "layers"}
 
 
 @dataclass(frozen=True)
@@ -385,6 +608,10 @@ def parse_ga_json(data: Any, source: str = "ga") -> list[dict[str, Any]]:
         where = f"{source}[{i}] ({name})"
         if kind not in GA_TYPES:
             raise SpecError.one(f"{where}.type", expected_got(" | ".join(sorted(GA_TYPES)), entry.get("type")))
+        when = {"when": entry["when"]} if entry.get("when") is not None else {}  # candle_lab's extension
+        if kind == "layers":
+            params.append({k: v for k, v in entry.items() if k != "element_type"})
+            continue
         if kind in ("int", "float"):
             for key in ("lower", "upper"):
                 if key not in entry:
@@ -412,6 +639,7 @@ def parse_ga_json(data: Any, source: str = "ga") -> list[dict[str, Any]]:
             if "value" not in entry:
                 raise SpecError.one(f"{where}.value", "required for type constant")
             params.append({"name": name, "type": "constant", "value": entry["value"]})
+        params[-1].update(when)
     return params
 
 
@@ -434,7 +662,7 @@ def to_ga_json(parameters: Sequence[Parameter]) -> list[dict[str, Any]]:
             out.append(entry)
         elif isinstance(p, CategoricalParam):
             if [repr(c) for c in p.choices] == ["True", "False"] and not p.ordered:
-                out.append({"name": p.name, "type": "logical"})
+                out.append({"name": p.name, "type": "logical"} | ({"when": p.when} if p.when is not None else {}))
                 continue
             element = _element_type(p.choices)
             entry = {"name": p.name, "type": "ordered" if p.ordered else "categorical", "element_type": element}
@@ -442,8 +670,12 @@ def to_ga_json(parameters: Sequence[Parameter]) -> list[dict[str, Any]]:
             if p.ordered:
                 entry["sigma"] = p.sigma or max(1, len(p.choices) // 4)
             out.append(entry)
+        elif isinstance(p, LayersParam):
+            out.append(p.model_dump(exclude={"when"}))
         else:
             out.append({"name": p.name, "type": "constant", "value": p.value})
+        if p.when is not None:
+            out[-1]["when"] = p.when
     return out
 
 
@@ -456,9 +688,13 @@ def _element_type(choices: Sequence[Any]) -> str:
 
 
 def to_grid_json(parameters: Sequence[Parameter], points_per_dim: int = 5) -> dict[str, list[Any]]:
-    """Export parameters as a PyCOMPSs-style object of lists (reals/integers discretised)."""
+    """Export parameters as a PyCOMPSs-style object of lists (reals/integers discretised).
+    The format has no conditions: a conditional space is refused, naming the parameter."""
     out: dict[str, list[Any]] = {}
     for p in parameters:
+        if p.when is not None or isinstance(p, LayersParam):
+            what = "a layers type" if isinstance(p, LayersParam) else f"a condition (when: {p.when})"
+            raise SpecError.one(f"space.{p.name}", f"the grid format cannot hold {what}; export as GA JSON or YAML")
         out[p.name] = [p.value] if isinstance(p, ConstantParam) else grid_axis(p, points_per_dim)
     return out
 

@@ -35,11 +35,13 @@ from candle_lab.space import (
     CategoricalParam,
     ConstantParam,
     IntegerParam,
+    LayersParam,
     Parameter,
     RealParam,
     SearchSpace,
     SpaceFormat,
     UpfRun,
+    check_conditions,
     normalize_param_dict,
     read_space_file,
 )
@@ -165,6 +167,10 @@ class SpaceSpec(Section):
         dupes = sorted(n for n, k in Counter(p.name for p in self.parameters).items() if k > 1)
         if dupes:
             raise ValueError(f"parameter names must be unique, got {', '.join(repr(d) for d in dupes)} more than once")
+        problems = check_conditions(self.parameters)
+        if problems:
+            raise SpecError([(f"space.parameters[{i}] ({self.parameters[i].name}).when", message)
+                             for i, message in problems])
         return self
 
     def search_space(self) -> SearchSpace:
@@ -585,7 +591,7 @@ def allowed_fields() -> dict[str, list[str]]:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out[name] = list(ann.model_fields)
     out["space"] = ["parameters", "runs", "source", "file", "format"]
-    for param in (RealParam, IntegerParam, CategoricalParam, ConstantParam):
+    for param in (RealParam, IntegerParam, CategoricalParam, ConstantParam, LayersParam):
         out[f"space.parameters[].{param.model_fields['type'].default}"] = list(param.model_fields)
     return out
 

@@ -249,6 +249,8 @@ class ExperimentForm:
                        layout=W.Layout(width="60px")),
             W.Text(value=str(row.get("choices", "")), placeholder="choices: a, b, c", layout=W.Layout(width="200px")),
             W.Text(value=str(row.get("value", "")), placeholder="value", layout=W.Layout(width="90px")),
+            W.Text(value=str(row.get("when", "")), placeholder="when: e.g. layers >= 3",
+                   layout=W.Layout(width="170px")),
             W.Checkbox(value=bool(row.get("mutable") or False), description="mutable", indent=False,
                        layout=W.Layout(width="80px"), tooltip="PBT perturbs it"),
         ]

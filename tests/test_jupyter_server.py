@@ -150,6 +150,9 @@ async def _until(predicate: Any, what: str, timeout: float = 90) -> None:
         (json.dumps(model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 2, "high": 1}])),
          "space.parameters[0]"),
         (json.dumps(model_spec("sleepy", compute={"profile": "lab", "gpus": 3})), "compute.gpus"),
+        (json.dumps(model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 0, "high": 1},
+                                                {"name": "y", "type": "real", "low": 0, "high": 1, "when": "z > 1"}])),
+         "space.parameters[1] (y).when: 'z > 1': no parameter is named 'z'"),
     ],
 )
 async def test_bad_submissions_get_400_with_the_field(jp_fetch: Any, root: Path, body: str, words: str) -> None:

@@ -171,7 +171,7 @@ def test_form_lists_every_problem_at_once() -> None:
     assert form.problems == [
         ("space row 3 (dropout), high", "expected a number, got nothing"),
         ("space row 4 (optimizer), type",
-         '"gaussian" is not a parameter type; expected one of real, integer, categorical, ordered, constant'),
+         '"gaussian" is not a parameter type; expected one of real, integer, categorical, ordered, constant, layers'),
         ("space row 5 (learning_rate), low", '"abc" is not a number'),
         ("budget.max_time", "expected a duration like 3600, '30m', '2h' or '01:30:00', got 'soon'"),
         ("compute.gpus", "a 'gpu' node has 2 GPUs, asked for 3 per worker"),

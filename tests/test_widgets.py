@@ -54,6 +54,19 @@ def test_edits_reach_the_spec_and_errors_show_inline() -> None:
     assert form.run() is None and "not submitted" in form.form.message
 
 
+def test_a_condition_is_edited_in_its_row() -> None:
+    form = ExperimentForm(gallery="digits_sklearn")
+    when = _row(form, "alpha")[7]
+    when.value = "layers >= 2"
+    alpha = next(p for p in form.spec.space.parameters if p.name == "alpha")
+    assert alpha.when == "layers >= 2"
+    when.value = "layer >= 2"
+    assert "no parameter is named &#x27;layer&#x27; (did you mean &#x27;layers&#x27;?)" in (
+        form._problem_boxes["Search space"].value)
+    when.value = ""
+    assert form._problem_boxes["Search space"].value == ""
+
+
 def test_space_rows_can_be_added_and_removed() -> None:
     form = ExperimentForm(gallery="digits_sklearn")
     before = len(form.spec.space.parameters)

@@ -344,3 +344,17 @@ def two_goals(params: dict[str, Any]) -> dict[str, float]:
 def edge(params: dict[str, Any]) -> float:
     """The loss falls towards the upper bound of 'lr' (the optimum lies beyond it)."""
     return -math.log(float(params["lr"])) + 0.1 * float(params["x"])
+
+
+def layered(params: dict[str, Any]) -> dict[str, float]:
+    """A network's shape as a conditional space describes it: ``dense`` a list of widths,
+    ``momentum`` only with ``optimizer`` sgd; fails when a parameter is present that its
+    condition excludes, or when ``dense`` is not a list of integers."""
+    dense = params["dense"]
+    if not isinstance(dense, list) or not all(isinstance(u, int) for u in dense):
+        raise TypeError(f"dense should be a list of integers, got {dense!r}")
+    if ("momentum" in params) != (params["optimizer"] == "sgd"):
+        raise ValueError(f"momentum given with optimizer {params['optimizer']!r}")
+    loss = sum(abs(math.log2(u) - 6) for u in dense) + abs(len(dense) - 2)
+    loss += abs(float(params.get("momentum", 0.9)) - 0.9) if params["optimizer"] == "sgd" else 0.5
+    return {"loss": loss}

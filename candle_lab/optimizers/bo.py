@@ -25,7 +25,10 @@ adapter drives them itself instead of through ``skopt.Optimizer``, for speed:
   normalised losses; each point of a round scalarises the trees' predictions with its
   own Chebyshev weights, drawn at random, so that a round spreads along the front;
 * constraints: a tree classifier of feasibility (constraints met, no out-of-memory)
-  on every told point; the acquisition is weighed by its probability of feasibility.
+  on every told point; the acquisition is weighed by its probability of feasibility;
+* conditional spaces: every candidate puts the parameters its conditions leave out at
+  one value outside the unit range (imputed), so a GP or the trees model "absent" as a
+  value of its own.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ TREES = 12
 TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
 LIKELY = 0.5  # constraints: candidates less likely feasible than this are passed over while others are not
 PAREGO_RHO = 0.05  # the augmented Chebyshev scalarisation's weight of the sum
+INACTIVE = -0.5  # conditional spaces: where an absent parameter sits in the unit space
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,10 @@ class BayesOptimizer:
 
     # ------------------------------------------------------------------ encoding
     def _to_params(self, row: np.ndarray) -> dict[str, Any]:
+        return self._space.finish(self._decode(row))
+
+    def _decode(self, row: np.ndarray) -> dict[str, Any]:
+        """Every searched parameter's value at ``row`` (present or not)."""
         point: dict[str, Any] = dict(self._fixed)
         for col in self._columns:
             p = col.param
@@ -229,10 +237,12 @@ class BayesOptimizer:
             else:  # ordered categorical
                 assert isinstance(p, CategoricalParam)
                 point[p.name] = p.choices[int(round(u * (len(p.choices) - 1)))]
-        return self._space.with_constants(point)
+        return point
 
     def _to_row(self, params: Any) -> np.ndarray:
         row = np.zeros(self._width)
+        if self._space.conditional:
+            params = self._space.flat(params)
         for col in self._columns:
             p = col.param
             value = params[p.name]
@@ -249,13 +259,24 @@ class BayesOptimizer:
                 row[col.start] = (math.log(value) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
             else:
                 row[col.start] = (value - p.low) / (p.high - p.low)
-        return row
+        return self._impute(row[None, :])[0] if self._space.conditional else row
 
     def _snap(self, rows: np.ndarray) -> np.ndarray:
         """Put candidate rows back onto the lattice of integer and categorical values."""
         for col in self._columns:
             if col.kind == "int" and col.steps > 0:
                 rows[:, col.start] = np.round(rows[:, col.start] * col.steps) / col.steps
+        return self._impute(rows) if self._space.conditional else rows
+
+    def _impute(self, rows: np.ndarray) -> np.ndarray:
+        """Rows with each absent parameter's columns at one fixed value (INACTIVE, all
+        zeros for one-hot), so that the surrogates see one point, not noise, where a
+        parameter does not exist, and tell such points apart from those where it does."""
+        for row in rows:
+            present = self._space.active(self._decode(row))
+            for col in self._columns:
+                if col.param.name not in present:
+                    row[col.start : col.start + col.width] = 0.0 if col.width > 1 else INACTIVE
         return rows
 
     # ------------------------------------------------------------------ sampling

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +162,8 @@ class GeneticSearch:
         for obs in observations:
             if obs.loss is None or not math.isfinite(obs.loss):
                 continue  # a failed trial breeds nothing
-            genes = tuple(g.encode(obs.params[g.name]) for g in self._genes if g.name in obs.params)
+            params = self._space.flat(obs.params)
+            genes = tuple(g.encode(params[g.name]) for g in self._genes if g.name in params)
             if len(genes) != len(self._genes):
                 continue
             losses = tuple(obs.losses) if obs.losses is not None else (float(obs.loss),)
@@ -202,7 +203,7 @@ class GeneticSearch:
             return self._note(Proposal(point, origin={"generation": 0, "operator": "initial"}))
         for _ in range(FRESH_TRIES):
             genes, parents, operator = self._child(pool)
-            point = self._space.with_constants({g.name: g.decode(x) for g, x in zip(self._genes, genes, strict=True)})
+            point = self._space.finish(self._decode(genes))
             if point_key(point) not in self._seen:
                 break
         generation = 1 + max(p.generation for p in parents)
@@ -262,9 +263,15 @@ class GeneticSearch:
             if xa:
                 tools.cxUniform(xa, xb, 0.5)
 
+    def _decode(self, genes: Sequence[float]) -> dict[str, Any]:
+        return {g.name: g.decode(x) for g, x in zip(self._genes, genes, strict=True)}
+
     def _mutate(self, a: list[float]) -> None:
+        """Mutate the genes of the parameters the child has (a conditional space: those
+        whose conditions hold; the others wait unchanged until a crossover brings them in)."""
         tools, rate = self._tools, self.mutation_rate
-        numeric = self._indices("real", "integer", "ordered")
+        present = self._space.active(self._decode(a)) if self._space.conditional else None
+        numeric = self._indices("real", "integer", "ordered", among=present)
         gaussian = [i for i in numeric if self._genes[i].sigma is not None]
         polynomial = [i for i in numeric if self._genes[i].sigma is None and self._genes[i].high > self._genes[i].low]
         with self._subset(a, a, gaussian) as (xa, _, genes):
@@ -273,7 +280,7 @@ class GeneticSearch:
         with self._subset(a, a, polynomial) as (xa, _, genes):
             if xa:
                 tools.mutPolynomialBounded(xa, POLY_ETA, [g.low for g in genes], [g.high for g in genes], rate)
-        with self._subset(a, a, self._indices("choice")) as (xa, _, genes):
+        with self._subset(a, a, self._indices("choice", among=present)) as (xa, _, genes):
             if xa:
                 tools.mutUniformInt(xa, [0] * len(xa), [len(g.choices) - 1 for g in genes], rate)
         for i, g in enumerate(self._genes):
@@ -291,8 +298,9 @@ class GeneticSearch:
             b[i] = xb[j]
             a[i] = xa[j]  # after b: a mutation passes the same individual twice
 
-    def _indices(self, *kinds: str) -> list[int]:
-        return [i for i, g in enumerate(self._genes) if g.kind in kinds]
+    def _indices(self, *kinds: str, among: Mapping[str, Any] | None = None) -> list[int]:
+        """The genes of these kinds (``among``: of these parameters only)."""
+        return [i for i, g in enumerate(self._genes) if g.kind in kinds and (among is None or g.name in among)]
 
     def _note(self, proposal: Proposal) -> Proposal:
         key = point_key(proposal.params)

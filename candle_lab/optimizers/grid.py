@@ -15,7 +15,8 @@ class GridSearch:
     """The full factorial grid (reals and integers discretised to ``points_per_dim``).
 
     With ``shuffle`` the points come in a seeded random order, as CANDLE's random grid.
-    Points are produced lazily from their index, so a large grid costs no memory.
+    Points are produced lazily from their index, so a large grid costs no memory; a
+    conditional space lists its valid combinations (each once) up front.
     """
 
     adaptive = False
@@ -23,13 +24,17 @@ class GridSearch:
     def __init__(self, space: SearchSpace, points_per_dim: int = 5, shuffle: bool = False, seed: int = 0) -> None:
         self._space = space
         self._axes = space.grid_values(points_per_dim)
-        self.size = math.prod(len(a) for a in self._axes)
+        # A conditional grid: its valid combinations, listed (no absent parameter varies).
+        self._points = list(space.grid_points(points_per_dim)) if space.conditional else None
+        self.size = len(self._points) if self._points is not None else math.prod(len(a) for a in self._axes)
         self._order = np.random.default_rng(seed).permutation(self.size) if shuffle else None
         self._cursor = 0
         self._done: set[str] = set()
 
     def _point(self, position: int) -> dict[str, object]:
         index = int(self._order[position]) if self._order is not None else position
+        if self._points is not None:
+            return self._points[index]
         return self._space.grid_point(self._axes, index)
 
     def ask(self, n: int = 1) -> list[Proposal]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from candle_lab.optimizers.base import Observation, Proposal
-from candle_lab.space import CategoricalParam, IntegerParam, RealParam, SearchSpace
+from candle_lab.space import CategoricalParam, IntegerParam, RealParam, SearchSpace, sample_param
 
 
 @dataclass
@@ -172,8 +172,10 @@ class PopulationBasedTraining:
         """The donor's hyperparameters with every mutable one perturbed."""
         out = dict(params)
         for p in self._mutable:
+            if p.name not in out:  # absent (its condition fails): stays so
+                continue
             if self._rng.random() < self.resample_probability:
-                out[p.name] = SearchSpace((p,)).sample(self._rng, 1)[0][p.name]
+                out[p.name] = sample_param(p, self._rng, 1)[0]
             else:
                 out[p.name] = self._perturbed(p, out[p.name])
         return out

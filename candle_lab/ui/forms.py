@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from candle_lab import api, formatting
 from candle_lab.clusters.profiles import available_profiles, load_profile, resolve
+from candle_lab.conditions import parse_when
 from candle_lab.errors import CandleLabError, SpecError, expected_got, from_pydantic
 from candle_lab.gallery import gallery_model, gallery_models
 from candle_lab.models.candle import read_default_model
@@ -31,6 +32,7 @@ from candle_lab.space import (
     CategoricalParam,
     ConstantParam,
     IntegerParam,
+    LayersParam,
     RealParam,
     UpfRun,
     read_space_file,
@@ -40,11 +42,12 @@ from candle_lab.space import (
 )
 from candle_lab.spec import ALGORITHMS, ComputeSpec, ExperimentSpec, SpaceSpec, load_spec, spec_from_dict
 
-SPACE_COLUMNS = ["name", "type", "low", "high", "log", "choices", "value", "mutable"]
-TEXT_COLUMNS = ["name", "type", "low", "high", "choices", "value"]  # edited as text: a typo stays as typed
+SPACE_COLUMNS = ["name", "type", "low", "high", "log", "choices", "value", "when", "mutable"]
+TEXT_COLUMNS = ["name", "type", "low", "high", "choices", "value", "when"]  # edited as text: a typo stays as typed
 FLAG_COLUMNS = ["log", "mutable"]
 DEFAULTS_COLUMNS = ["parameter", "value"]
-PARAM_TYPES = ["real", "integer", "categorical", "ordered", "constant"]
+PARAM_TYPES = ["real", "integer", "categorical", "ordered", "constant", "layers"]
+LAYER_COUNT = re.compile(r"^\s*(\d+)\s*(?:(?:-|\.\.|to)\s*(\d+)\s*)?$")  # layers' value: "1-4" or "3"
 EXPORT_FORMATS = {
     "ga": "CANDLE GA JSON", "grid": "PyCOMPSs grid JSON", "upf": "unrolled parameter file", "yaml": "spec"
 }
@@ -121,15 +124,31 @@ def parameters_to_rows(parameters: Sequence[Any]) -> pd.DataFrame:
     rows = []
     for p in parameters:
         row: dict[str, Any] = {"name": p.name, "type": p.type, "low": "", "high": "", "log": False,
-                               "choices": "", "value": "", "mutable": bool(getattr(p, "mutable", False))}
+                               "choices": "", "value": "", "when": _when_text(p.when),
+                               "mutable": bool(getattr(p, "mutable", False))}
         if isinstance(p, RealParam | IntegerParam):
             row.update(low=json.dumps(p.low), high=json.dumps(p.high), log=p.log)
+        elif isinstance(p, LayersParam):  # units in low/high/log, the number of layers in value
+            count = f"{p.min_layers}-{p.max_layers}" if p.min_layers < p.max_layers else str(p.max_layers)
+            row.update(low=json.dumps(p.units.low), high=json.dumps(p.units.high), log=p.units.log, value=count)
         elif isinstance(p, CategoricalParam):
             row.update(type="ordered" if p.ordered else "categorical", choices=_show_choices(p.choices))
         elif isinstance(p, ConstantParam):
             row["value"] = _show(p.value)
         rows.append(row)
     return space_table(pd.DataFrame(rows, columns=SPACE_COLUMNS))
+
+
+def _when_text(when: Any) -> str:
+    """A condition as the table shows it: its own text, a mapping as clauses."""
+    if when is None:
+        return ""
+    if isinstance(when, str):
+        return when
+    try:
+        return parse_when(when).text()
+    except ValueError:
+        return json.dumps(when)
 
 
 def _literal(text: str) -> Any:
@@ -232,9 +251,28 @@ def read_space_rows(rows: pd.DataFrame) -> SpaceRows:
                 entry["ordered"] = True
         elif kind == "constant":
             entry.update(type="constant", value=_literal(_cell_text(row.get("value"))))
+        elif kind == "layers":
+            units: dict[str, Any] = {"log": _flag(row.get("log"))}
+            for bound in ("low", "high"):
+                number = _number(row.get(bound)) if not _blank(row.get(bound)) else None
+                if number is None or not float(number).is_integer():
+                    out.bad(i, name, bound, f"expected a whole number of units, got {quoted(row.get(bound) or '')}")
+                else:
+                    units[bound] = int(number)
+            count = LAYER_COUNT.match(_cell_text(row.get("value")))
+            if count is None:
+                out.bad(i, name, "value", "expected the number of layers, like 1-4 or 3, "
+                                          f"got {quoted(_cell_text(row.get('value')))}")
+            else:
+                low, high = int(count.group(1)), int(count.group(2) or count.group(1))
+                entry.update(min_layers=low, max_layers=high)
+            entry.update(type="layers", units=units)
         else:
             types = ", ".join(PARAM_TYPES)
             out.bad(i, name, "type", f"{quoted(kind)} is not a parameter type; expected one of {types}")
+        when = _cell_text(row.get("when")).strip()
+        if when:
+            entry["when"] = when
         if _flag(row.get("mutable")):
             entry["mutable"] = True  # PBT perturbs it
         if len(out.problems) == before:
@@ -252,8 +290,15 @@ def rows_to_parameters(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _hidden_fields(parameters: Sequence[Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """What the table has no column for (a GA file's ``sigma``), by parameter name."""
-    return {p.name: (p.type, {"sigma": p.sigma}) for p in parameters if getattr(p, "sigma", None) is not None}
+    """What the table has no column for (a GA file's ``sigma``, a layer list's ``format``),
+    by parameter name."""
+    hidden: dict[str, tuple[str, dict[str, Any]]] = {}
+    for p in parameters:
+        if getattr(p, "sigma", None) is not None:
+            hidden[p.name] = (p.type, {"sigma": p.sigma})
+        elif isinstance(p, LayersParam) and p.format != "list":
+            hidden[p.name] = (p.type, {"format": p.format})
+    return hidden
 
 
 def _with_hidden(
@@ -281,6 +326,7 @@ def _given(path: str | os.PathLike[str], field: str) -> Path:
     return Path(path)
 
 
+_LAYER_CELLS = {"min_layers": "value", "max_layers": "value"}
 _PARAMETER_FIELD = re.compile(r"^space\.parameters\[(\d+)\](?: \([^)]*\))?\.?(.*)$")
 
 
@@ -295,8 +341,9 @@ def _placed(field: str, labels: Sequence[tuple[str, int | None]]) -> tuple[str, 
     named = f"{label}, {rest}" if rest else label
     if row is None:
         return named, None
-    column = re.match(r"\w*", rest)
-    return named, (row, column[0] if column and column[0] in SPACE_COLUMNS else None)
+    column = re.match(r"\w*", rest.removeprefix("units."))  # a layers row: units in low/high/log ...
+    cell = _LAYER_CELLS.get(column[0], column[0]) if column else None  # ... its count in value
+    return named, (row, cell if cell in SPACE_COLUMNS else None)
 
 
 def _unique(problems: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ goes through these functions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from candle_lab import settings
+from candle_lab import settings, warm
 from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
 from candle_lab.states import ExperimentState, TrialState
@@ -36,7 +37,7 @@ from candle_lab.store import (
     list_experiments,
     new_experiment_dir,
 )
-from candle_lab.store.layout import DRIVER_LOG
+from candle_lab.store.layout import CHANGE_REQUEST, DRIVER_LOG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +67,7 @@ def create_experiment(spec: SpecLike, root: str | os.PathLike[str] | None = None
     spec = as_spec(spec)
     if spec.search.seed is None:
         spec = spec.replace(search={"seed": secrets.randbelow(2**31)})
+    imported, notes = _warm_start(spec, root)  # a source that does not fit fails before anything is created
     path = new_experiment_dir(experiments_root(root))
     (path / SPEC_NAME).write_text(spec.to_yaml(), encoding="utf-8")
     with Store(path / DB_NAME) as store:
@@ -78,9 +80,31 @@ def create_experiment(spec: SpecLike, root: str | os.PathLike[str] | None = None
             state=ExperimentState.CREATED,
         )
         store.add_event("created")
+        store.add_imported(warm.as_row(t) for t in imported)
+        for note in notes:
+            store.add_event("warm-start", detail={**dataclasses.asdict(note), "text": note.text()})
+            log.info("warm start: %s", note.text())
         store.commit()
     log.info("experiment %s created in %s", path.name, path)
     return path
+
+
+def _warm_start(spec: ExperimentSpec, root: str | os.PathLike[str] | None) -> tuple[list[warm.WarmTrial],
+                                                                                     list[warm.WarmNote]]:
+    """The trials of ``search.warm_start``'s experiments mapped onto ``spec``'s space."""
+    trials: list[warm.WarmTrial] = []
+    notes: list[warm.WarmNote] = []
+    for i, ref in enumerate(spec.search.warm_start):
+        field = f"search.warm_start[{i}]"
+        try:
+            source = open_experiment(ref, root)
+            records, source_spec = source.records(), source.spec
+        except CandleLabError as exc:
+            raise SpecError.one(field, str(exc)) from None
+        found, note = warm.map_trials(spec, field, source.id, source_spec, records)
+        trials += found
+        notes.append(note)
+    return trials, notes
 
 
 def drive(
@@ -91,7 +115,7 @@ def drive(
     observer: Observer | None = None,
 ) -> str:
     """Run (or continue) the experiment in ``exp_dir`` in this process until it ends."""
-    from candle_lab.clusters import open_client, resolve, task_resources
+    from candle_lab.clusters import open_client, rescaler, resolve, task_resources
     from candle_lab.engine import Engine
     from candle_lab.engine.workers import slurm_workers
 
@@ -104,7 +128,8 @@ def drive(
             with contextlib.nullcontext(client) if client is not None else open_client(resolved, exp_dir) as c:
                 store.set_meta(scheduler=c.scheduler.address, dashboard=c.dashboard_link)
                 engine = Engine(spec, exp_dir, store, c, fn=fn, observer=observer, resources=task_resources(resolved),
-                                workers_retire=resolved.profile.scheduler == "slurm", slurm=slurm_workers(resolved))
+                                workers_retire=resolved.profile.scheduler == "slurm", slurm=slurm_workers(resolved),
+                                rescale=None if client is not None else rescaler(c, spec.compute.trials_per_worker))
                 return engine.run()
         except KeyboardInterrupt:
             store.set_meta(state=ExperimentState.INTERRUPTED)
@@ -151,6 +176,38 @@ def resume(
     if exp.driver_alive():
         raise CandleLabError(f"experiment {exp.id} is still running (driver pid {exp.meta().get('driver_pid')})")
     return _start(exp.path, fn=fn, wait=wait, client=client, observer=observer)
+
+
+def extend(
+    ref: str | os.PathLike[str] | Experiment,
+    space: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+    *,
+    max_trials: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    wait: bool = True,
+    client: Any = None,
+    fn: Callable[..., Any] | None = None,
+) -> Experiment:
+    """A new experiment like ``ref`` over another ``space`` (a space file or a list of
+    parameters), warm-started from ``ref``'s completed trials."""
+    source = ref if isinstance(ref, Experiment) else open_experiment(ref, root)
+    spec = as_spec(extend_spec(source, space, max_trials=max_trials))
+    return run(spec, wait=wait, root=source.path.parent if root is None else root, client=client, fn=fn)
+
+
+def extend_spec(
+    source: Experiment, space: str | os.PathLike[str] | Sequence[Mapping[str, Any]], *, max_trials: int | None = None
+) -> dict[str, Any]:
+    """The spec of :func:`extend`: ``source``'s, with the new space, a fresh seed and
+    ``search.warm_start`` naming ``source``."""
+    data = source.spec.to_dict()
+    data["name"] = f"{source.spec.name}-extended"
+    data["space"] = {"file": str(Path(space).resolve())} if isinstance(space, str | os.PathLike) else list(space)
+    data["search"] = {**data["search"], "warm_start": [str(source.path)]}
+    data["search"].pop("seed", None)
+    if max_trials is not None:
+        data["budget"] = {**data.get("budget", {}), "max_trials": max_trials}
+    return data
 
 
 def ensemble(
@@ -364,6 +421,12 @@ class Experiment:
         and leaving, early stops, the driver's starts and ends."""
         with self._store() as store:
             return store.events(kinds)
+
+    def imported(self) -> list[warm.WarmTrial]:
+        """The trials of other experiments this one learnt from first (``search.warm_start``),
+        as points of its space; the ``warm-start`` events say what was mapped."""
+        with self._store() as store:
+            return [warm.from_row(row) for row in store.imported()]
 
     def uncertainty(self) -> list[ConfigUncertainty]:
         """An ensemble experiment's per-sample uncertainty and calibration, one entry per
@@ -579,6 +642,37 @@ class Experiment:
     def stop(self) -> None:
         """Ask the driver to end the search; running trials are cancelled, results kept."""
         self._request("stop")
+
+    def change(self, *, max_trials: int | None = None, workers: int | None = None) -> ExperimentSpec:
+        """A new budget (``budget.max_trials``) or concurrency (``compute.workers``), for a
+        running experiment from now on, for a stopped one when it resumes. Each change is
+        a ``changed`` event; errors name the field. Returns the spec with the change."""
+        sections: dict[str, Any] = {}
+        if max_trials is not None:
+            sections["budget"] = {"max_trials": max_trials}
+        if workers is not None:
+            sections["compute"] = {"workers": workers}
+        spec = self.spec
+        if not sections:
+            return spec
+        changed = spec.replace(**sections)
+        check(changed)  # the workers must fit the site profile
+        if self.driver_alive():  # the driver applies it and records the event
+            folder = self.path / REQUESTS
+            folder.mkdir(exist_ok=True)
+            name = f"{CHANGE_REQUEST}{time.time_ns()}.yaml"
+            (folder / f".{name}").write_text(changed.to_yaml(), encoding="utf-8")
+            (folder / f".{name}").rename(folder / name)
+            return changed
+        before = {"budget.max_trials": spec.budget.max_trials, "compute.workers": spec.compute.workers}
+        after = {"budget.max_trials": changed.budget.max_trials, "compute.workers": changed.compute.workers}
+        (self.path / SPEC_NAME).write_text(changed.to_yaml(), encoding="utf-8")
+        with Store(self.path / DB_NAME) as store:
+            store.set_meta(spec=changed.to_dict())
+            store.add_event("changed", detail={k: {"from": before[k], "to": after[k]} for k in before
+                                               if before[k] != after[k]})
+            store.commit()
+        return changed
 
     def stop_trial(self, trial_id: int) -> None:
         """Ask the driver to stop one running trial (recorded as ``stopped``)."""

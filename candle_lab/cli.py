@@ -106,8 +106,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     exp = api.open_experiment(args.experiment, args.root)
+    changing = args.budget is not None or args.workers is not None
+    if changing:
+        spec = exp.change(max_trials=args.budget, workers=args.workers)
+        print(f"{exp.id}: budget {spec.budget.max_trials if spec.budget.max_trials is not None else 'unlimited'} "
+              f"trials, {spec.compute.workers} workers", file=sys.stderr)
     if exp.driver_alive():
+        if changing:
+            return 0  # the running driver takes the change
         raise CandleLabError(f"experiment {exp.id} is still running; stop it first (candle-lab stop {exp.id})")
+    _quiet_dask(args.log_level)
+    return _drive(exp, args.quiet)
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    source = api.open_experiment(args.experiment, args.root)
+    spec = api.as_spec(api.extend_spec(source, args.space, max_trials=args.budget))
+    path = api.create_experiment(spec, args.root if args.root is not None else source.path.parent)
+    exp = api.Experiment(path)
+    for event in exp.events(["warm-start"]):
+        print(f"warm start: {event[3]['text']}", file=sys.stderr)
+    print(f"experiment {exp.id}: {exp.path}", file=sys.stderr)
     _quiet_dask(args.log_level)
     return _drive(exp, args.quiet)
 
@@ -323,10 +342,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="continue a stopped or crashed experiment (completed trials are kept)")
+    p = sub.add_parser("resume", help="continue a stopped or crashed experiment (completed trials are kept); "
+                                      "with --budget or --workers, change a running one")
     p.add_argument("experiment", help="experiment id (EXP000) or folder")
+    p.add_argument("--budget", type=int, default=None, help="new budget.max_trials (all trials, done ones included)")
+    p.add_argument("--workers", type=int, default=None, help="new compute.workers")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("extend", help="a new experiment over another space, warm-started from an experiment's trials")
+    p.add_argument("experiment", help="experiment id (EXP000) or folder to learn from")
+    p.add_argument("--space", required=True, help="the new space: a YAML/JSON list of parameters, or a GA/grid file")
+    p.add_argument("--budget", type=int, default=None, help="budget.max_trials of the new experiment")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("ensemble", help="uncertainty quantification: ensembles of an experiment's best configurations")
     p.add_argument("experiment", help="the finished experiment (id or folder)")

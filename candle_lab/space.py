@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from candle_lab import limits
 from candle_lab.conditions import Condition, Target, check, evaluation_order, parse_when
-from candle_lab.errors import SpecError, expected_got
+from candle_lab.errors import SpecError, did_you_mean, expected_got
 
 Choice = str | int | float | bool | list[int | float | str]
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -355,6 +355,45 @@ class SearchSpace:
             out.setdefault(q.name, default_value(q))
         return out
 
+    def check_point(self, point: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """What keeps ``point`` (as a trial receives it) from being a point of this space:
+        (parameter, message) for unknown names, values out of range or not among the
+        choices, a parameter missing although its condition holds, or given although it
+        does not, a constant given another value."""
+        problems = [(k, "not a parameter of this space" + did_you_mean(k, self.names)) for k in point
+                    if k not in self.names]
+        flat = {k: v for k, v in point.items() if k in self.names}
+        reported: set[str] = set()
+        for p in self._families:
+            if p.name in flat:
+                value = flat.pop(p.name)
+                units = p.units_of(value) if _is_units(value) else None
+                if units is None or not p.min_layers <= len(units) <= p.max_layers:
+                    problems.append((p.name, expected_got(
+                        f"a list of {p.min_layers} to {p.max_layers} layer widths", value)))
+                    reported.add(p.name)
+                    continue
+                if p.min_layers < p.max_layers:
+                    flat[p.count_name] = len(units)
+                flat |= {p.unit_name(k): u for k, u in enumerate(units, start=1)}
+        present = self.active(flat)
+        for q in self.searchable:
+            name = q.name.rsplit(".", 1)[0] if q.name not in self.names and "." in q.name else q.name
+            if q.name in present and q.name not in flat and name not in reported:
+                problems.append((name, "expected a value: " + ("its condition holds" if q.name in self.conditions
+                                                              else "the space searches it")))
+                reported.add(name)
+            elif q.name in flat and q.name not in present:
+                problems.append((name, f"given, but its condition {self.conditions[q.name].text()!r} does not hold"))
+            elif q.name in flat and name not in reported:
+                wrong = _out_of(q, flat[q.name])
+                if wrong:
+                    problems.append((name, wrong))
+        for name, value in self.constants.items():
+            if name in point and point_key({"v": point[name]}) != point_key({"v": value}):
+                problems.append((name, expected_got(f"the constant {value!r} (or nothing)", point[name])))
+        return problems
+
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         """``n`` independent random points (log-uniform where ``log`` is set)."""
         columns = {p.name: sample_param(p, rng, n) for p in self.searchable}
@@ -397,6 +436,34 @@ class SearchSpace:
             del present[name]
 
         return walk(0, {})
+
+
+def _is_units(value: Any) -> bool:
+    items = value.split() if isinstance(value, str) else value if isinstance(value, list | tuple) else None
+    return items is not None and all(_whole(v) for v in items)
+
+
+def _whole(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and float(value).is_integer()
+    except (TypeError, ValueError):
+        return False
+
+
+def _out_of(p: Searched, value: Any) -> str | None:
+    """Why ``value`` is not a value of ``p``; None when it is."""
+    if isinstance(p, CategoricalParam):
+        if any(point_key({"v": value}) == point_key({"v": c}) for c in p.choices):
+            return None
+        return expected_got("one of " + ", ".join(json.dumps(c) for c in p.choices), value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(p, IntegerParam) and not (number and float(value).is_integer()):
+        return expected_got("a whole number", value)
+    if not number or not math.isfinite(value):
+        return expected_got("a number", value)
+    if not p.low <= value <= p.high:
+        return expected_got(f"a number from {p.low:g} to {p.high:g}", value)
+    return None
 
 
 def default_value(p: Searched) -> Any:

@@ -222,6 +222,13 @@ class SearchSpec(Section):
         0.25, ge=0, le=1, description="PBT: chance that a mutable parameter is drawn afresh instead"
     )
 
+    warm_start: tuple[str, ...] = Field(
+        (), description="Experiments (ids or folders) whose completed trials the search learns from first"
+    )
+    enqueue: tuple[dict[str, Any], ...] = Field(
+        (), description="Configurations to evaluate first (e.g. known good settings), before any proposal"
+    )
+
     @field_validator("perturb")
     @classmethod
     def _positive_factors(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -531,6 +538,18 @@ class ExperimentSpec(Section):
         searchable = space.search_space().searchable
         if not searchable:
             raise ValueError("space: expected at least one parameter to search, got none")
+        if self.search.enqueue:
+            if algo in ("grid", "pbt"):
+                raise ValueError(f"search.enqueue: {algo} search chooses every point itself; "
+                                 "expected async-bo, batch-bo, random or ga")
+            whole = space.search_space()
+            bad = [(f"search.enqueue[{i}].{name}", message) for i, point in enumerate(self.search.enqueue)
+                   for name, message in whole.check_point(point)]
+            if bad:
+                raise SpecError(bad)
+        if self.search.warm_start and algo in ("grid", "upf", "pbt"):
+            raise ValueError(f"search.warm_start: {algo} search does not learn from earlier trials; "
+                             "expected async-bo, batch-bo or ga")
         if algo == "grid":
             size = space.search_space().grid_size(self.search.grid_points)
             if size > MAX_GRID:

@@ -88,7 +88,7 @@ def test_every_submodule_imports_and_report_stays_the_trial_function() -> None:
 
 
 CORE = ("api.py", "engine", "store", "optimizers", "spec.py", "space.py", "monitor.py", "trial", "states.py",
-        "planner.py", "efficiency.py", "pareto.py", "bounds.py")
+        "planner.py", "efficiency.py", "pareto.py", "bounds.py", "conditions.py", "warm.py")
 
 
 def imported_modules(path: Path) -> list[str]:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from candle_lab.clusters.profiles import Resolved, SiteProfile, available_profiles, load_profile, resolve
 
-__all__ = ["Resolved", "SiteProfile", "available_profiles", "load_profile", "open_client", "resolve", "task_resources"]
+__all__ = [
+    "Resolved", "SiteProfile", "available_profiles", "load_profile", "open_client", "rescaler", "resolve",
+    "task_resources",
+]
+
+log = logging.getLogger(__name__)
 
 
 def task_resources(resolved: Resolved) -> dict[str, float] | None:
@@ -43,6 +48,22 @@ def open_client(resolved: Resolved, exp_dir: Path) -> Iterator[Any]:
                 client.close()
             finally:
                 cluster.close()
+
+
+def rescaler(client: Any, processes: int) -> Callable[[int], None]:
+    """Sets the number of workers of the cluster behind ``client`` (each of ``processes``
+    worker processes): the adaptive maximum of a SLURM cluster, the size of a local one."""
+
+    def rescale(workers: int) -> None:
+        cluster = getattr(client, "cluster", None)
+        adaptive = getattr(cluster, "_adaptive", None)
+        if adaptive is not None:
+            adaptive.maximum = workers * processes
+        elif cluster is not None:
+            cluster.scale(workers * processes)
+        log.info("cluster now up to %d workers", workers)
+
+    return rescale
 
 
 @contextlib.contextmanager

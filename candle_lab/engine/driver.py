@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from candle_lab import settings
+from candle_lab import settings, warm
 from candle_lab.engine.placement import Turnaround, placements
 from candle_lab.engine.retry import job_end
 from candle_lab.engine.state import (
@@ -50,11 +50,12 @@ from candle_lab.engine.state import (
 )
 from candle_lab.engine.walltime import DurationModel, fits, fitting, slack, usable
 from candle_lab.engine.workers import JobAnswer, Joined, Left, SlurmWorkers, WorkerWatch
+from candle_lab.errors import CandleLabError
 from candle_lab.optimizers import BackgroundProposer, DirectProposer, Proposal, Proposer, make_optimizer
-from candle_lab.spec import ExperimentSpec
+from candle_lab.spec import ExperimentSpec, load_spec
 from candle_lab.states import ExperimentState, TrialState
 from candle_lab.store import REQUESTS, Store, default_run_id, run_dir_name
-from candle_lab.store.layout import BEST_DIR, BEST_SOURCE, MODEL_FILE, PARAMS_FILE
+from candle_lab.store.layout import BEST_DIR, BEST_SOURCE, CHANGE_REQUEST, MODEL_FILE, PARAMS_FILE, SPEC_NAME
 from candle_lab.trial.context import request_stop
 from candle_lab.trial.protocol import (
     TOPIC,
@@ -113,8 +114,11 @@ class Engine:
         resources: dict[str, float] | None = None,
         workers_retire: bool = False,
         slurm: SlurmWorkers | None = None,
+        rescale: Callable[[int], None] | None = None,
     ) -> None:
         self.spec = spec
+        self._rescale = rescale  # sets the cluster's workers (when this driver started the cluster)
+        self._proposer: Proposer | None = None
         self.exp_dir = exp_dir
         self.store = store
         self.client = client
@@ -169,6 +173,7 @@ class Engine:
             if adaptive_async
             else DirectProposer(self.optimizer)
         )
+        self._proposer = proposer
         self.client.subscribe_topic(TOPIC, self._on_event)
         self.client.subscribe_topic(MEMORY_TOPIC, self._on_memory_kill)
         self._watch.start()
@@ -199,6 +204,9 @@ class Engine:
     # ------------------------------------------------------------------ resume
     def _restore(self) -> None:
         """Tell the optimizer what earlier runs of this experiment did; collect what to re-run."""
+        imported = [warm.from_row(row) for row in self.store.imported()]
+        if imported:  # other experiments' trials (warm start), before this one's
+            self.optimizer.tell(warm.observations(self.spec, imported))
         records = self.store.trials()
         self.optimizer.register([Proposal(t.params, t.run_id, t.origin) for t in records])
         for t in records:  # how long trials take (walltime-aware placement)
@@ -767,11 +775,36 @@ class Engine:
         except FileNotFoundError:
             return
         for name in names:
-            (folder / name).unlink(missing_ok=True)
-            if name == "stop":
+            if name.startswith("."):  # a request being written
+                continue
+            if not name.startswith(CHANGE_REQUEST):
+                (folder / name).unlink(missing_ok=True)
+            if name.startswith(CHANGE_REQUEST):  # a new budget or concurrency (Experiment.change)
+                self._change(folder / name)
+            elif name == "stop":
                 self._apply(self.state.stop_requested())
             elif name.startswith("stop-trial-") and name[11:].isdigit():
                 self._apply(self.state.stop_trial(int(name[11:]), time.time()))
+
+    def _change(self, request: Path) -> None:
+        """Apply a change request: the new spec (validated by who asked) is the
+        experiment's from now on, also for a later resume; the cluster grows or shrinks
+        when this driver started it."""
+        try:
+            spec = load_spec(request)
+        except (OSError, CandleLabError) as exc:
+            log.warning("change request %s ignored: %s", request.name, exc)
+            return
+        finally:
+            request.unlink(missing_ok=True)
+        self.spec = spec
+        (self.exp_dir / SPEC_NAME).write_text(spec.to_yaml(), encoding="utf-8")
+        self.store.set_meta(spec=spec.to_dict())
+        self._apply(self.state.change(spec))
+        if isinstance(self._proposer, BackgroundProposer):  # its reserve follows the trial slots
+            self._proposer.capacity = max(1, self.state.workers)
+        if self._rescale is not None:
+            self._rescale(spec.compute.workers)
 
     # ------------------------------------------------------------------ bookkeeping
     def _run_dir(self, run_id: str) -> Path:

@@ -479,6 +479,18 @@ class SearchState:
                                     f"the trial ran longer than its timeout of {limit:g} s")
         return actions
 
+    def change(self, spec: ExperimentSpec) -> list[Action]:
+        """A new budget or concurrency while the search runs (``spec``: the experiment's
+        spec with them): the trial slots follow the workers, the budget counts from what
+        was already created."""
+        changes = {
+            "budget.max_trials": (self.spec.budget.max_trials, spec.budget.max_trials),
+            "compute.workers": (self.spec.compute.workers, spec.compute.workers),
+        }
+        self.spec = spec
+        self.workers = spec.compute.workers * spec.compute.trials_per_worker
+        return [Event("changed", detail={k: {"from": a, "to": b} for k, (a, b) in changes.items() if a != b})]
+
     def stop_requested(self) -> list[Action]:
         if self.stopping is not None:
             return []

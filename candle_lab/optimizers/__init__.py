@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from candle_lab.optimizers.base import Observation, Optimizer, Proposal
 from candle_lab.optimizers.proposer import BackgroundProposer, DirectProposer, Proposer
+from candle_lab.space import point_key
 from candle_lab.spec import ExperimentSpec
 
 __all__ = [
     "BackgroundProposer",
     "DirectProposer",
+    "Enqueued",
     "Observation",
     "Optimizer",
     "Proposal",
@@ -17,8 +22,52 @@ __all__ = [
 ]
 
 
+class Enqueued:
+    """``search.enqueue``: these configurations first, as they were given, then the
+    wrapped optimizer's proposals (which knows of them as proposed: a BO design or a GA
+    population counts them)."""
+
+    def __init__(self, inner: Optimizer, configs: Sequence[dict[str, Any]]) -> None:
+        self._inner = inner
+        self._queue = list(configs)
+
+    def ask(self, n: int = 1) -> list[Proposal]:
+        first = [Proposal(self._queue.pop(0), origin={"enqueued": True}) for _ in range(min(n, len(self._queue)))]
+        if first:
+            self._inner.register(first)
+        return first + (self._inner.ask(n - len(first)) if len(first) < n else [])
+
+    def tell(self, observations: Sequence[Observation]) -> None:
+        self._inner.tell(observations)
+
+    def register(self, proposals: Sequence[Proposal]) -> None:
+        """An earlier run's proposals: the configurations among them are not run again."""
+        done = {point_key(p.params) for p in proposals}
+        self._queue = [c for c in self._queue if point_key(c) not in done]
+        self._inner.register(proposals)
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._queue and self._inner.exhausted
+
+    @property
+    def adaptive(self) -> bool:
+        return self._inner.adaptive
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped optimizer's extras (degrade, fits, ...)
+        return getattr(self._inner, name)
+
+
 def make_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
-    """The optimizer the spec's ``search`` section asks for."""
+    """The optimizer the spec's ``search`` section asks for (after its enqueued configurations)."""
+    optimizer = _optimizer(spec, seed)
+    if spec.search.enqueue:
+        space = spec.space.search_space()
+        return Enqueued(optimizer, [space.finish(space.flat(c)) for c in spec.search.enqueue])
+    return optimizer
+
+
+def _optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
     search = spec.search
     space = spec.space.search_space()
     if search.algorithm == "grid":

@@ -184,6 +184,8 @@ class BayesOptimizer:
                 self._Y.append(tuple(obs.losses))
             self._X.append(row)
             self._y.append(float(obs.loss))
+        if len(self._y) >= self._n_initial:  # enough data (e.g. a warm start): no more design points
+            self._design.clear()
 
     def register(self, proposals: Sequence[Proposal]) -> None:
         for p in proposals:

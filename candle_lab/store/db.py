@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS events (
     trial_id INTEGER,
     detail TEXT
 );
+CREATE TABLE IF NOT EXISTS imported (
+    source TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    params TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
 """
 
 TRIAL_COLUMNS = [
@@ -274,6 +280,19 @@ class Store:
                 trial_id,
             ),
         )
+
+    def add_imported(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Trials of other experiments this one learns from (warm start)."""
+        self._db.executemany("INSERT INTO imported (source, run_id, params, metrics) VALUES (?, ?, ?, ?)",
+                             [(r["source"], r["run_id"], _json(r["params"]), _json(r["metrics"])) for r in rows])
+
+    def imported(self) -> list[dict[str, Any]]:
+        """The warm-start trials, as :meth:`add_imported` took them (none in older stores)."""
+        try:
+            rows = self._db.execute("SELECT source, run_id, params, metrics FROM imported ORDER BY rowid").fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [{"source": s, "run_id": r, "params": json.loads(p), "metrics": json.loads(m)} for s, r, p, m in rows]
 
     def set_pareto(self, joined: Sequence[int], left: Sequence[int]) -> None:
         """Trials that joined the Pareto front and trials that left it."""

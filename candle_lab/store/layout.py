@@ -13,7 +13,8 @@ EXP_RE = re.compile(r"^EXP(\d{3,})$")
 # In an experiment folder EXPnnn/
 DB_NAME = "experiment.db"
 SPEC_NAME = "spec.yaml"
-REQUESTS = "requests"  # stop requests: files named stop, stop-trial-N
+REQUESTS = "requests"  # requests to the driver: files named stop, stop-trial-N, change-<time>.yaml
+CHANGE_REQUEST = "change-"  # a request's name: the spec with a new budget or concurrency
 DRIVER_LOG = "driver.log"  # a detached driver's output
 REPORT_NAME = "report.html"
 BEST_DIR = "best"  # the best trial's params.json and model.keras

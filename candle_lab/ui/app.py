@@ -441,6 +441,10 @@ class DashboardView:
         self.stop.on_click(lambda _: monitor.stop())
         self.resume = W.Button(name="Resume", button_type="primary")
         self.resume.on_click(lambda _: monitor.resume())
+        self.budget = W.TextInput(name="Budget (trials)", placeholder="unchanged", width=120)
+        self.workers = W.TextInput(name="Workers", placeholder="unchanged", width=100)
+        change = W.Button(name="Change", width=80)
+        change.on_click(lambda _: monitor.change(self.budget.value or "", self.workers.value or ""))
         self.uq_top = W.IntInput(name="Ensemble: best K", value=1, start=1, width=120)
         self.uq_method = W.Select(name="method", options=["bootstrap", "dropout"], value="bootstrap", width=120)
         self.uq_members = W.IntInput(name="members", value=10, start=2, width=100)
@@ -455,7 +459,7 @@ class DashboardView:
         self.view = pn.Column(
             self.summary,
             self.efficiency,
-            pn.Row(self.trial, stop_trial, self.stop, self.resume, self.message),
+            pn.Row(self.trial, stop_trial, self.stop, self.resume, self.budget, self.workers, change, self.message),
             pn.pane.HTML(state_legend_html(), sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
             pn.Row(pn.pane.Bokeh(self.util.figure, sizing_mode="stretch_width"),
@@ -554,6 +558,9 @@ def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
                     f"<span class='idle'>idle {usage.idle_fraction:.1%}</span> (waiting for workers counts as idle)"),
         ("front", _front_html(spec, front.front, front.infeasible)) if front is not None else ("best", best_text),
     ]
+    history = m.history()
+    if history:  # trials imported from other experiments, budget and worker changes
+        cells.append(("history", "<span class='history'>" + "<br>".join(html.escape(n) for n in history) + "</span>"))
     notices = m.boundaries()
     if notices:  # the best trials at a bound: the optimum may lie beyond it
         cells.append(("bounds", "<span class='boundary'>" + "<br>".join(html.escape(n) for n in notices) + "</span>"))

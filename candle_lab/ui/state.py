@@ -21,7 +21,7 @@ import param
 from candle_lab import analysis, api, formatting, monitor, pareto, planner
 from candle_lab.bounds import Boundary
 from candle_lab.efficiency import EVENT_KINDS, Efficiency, experiment_efficiency
-from candle_lab.errors import CandleLabError
+from candle_lab.errors import CandleLabError, SpecError, expected_got
 from candle_lab.spec import ExperimentSpec
 from candle_lab.store import DB_NAME, FINAL_STATES, Store, experiments_root
 from candle_lab.trial.gpus import is_system
@@ -226,6 +226,14 @@ class ExperimentMonitor(param.Parameterized):
         store = self._store
         return self._memo("boundaries", lambda: [str(Boundary(**e[3])) for e in store.events(["boundary"])])
 
+    def history(self) -> list[str]:
+        """What changed the search from outside: trials imported from other experiments
+        (warm start) and budget or worker changes, oldest first."""
+        if self._store is None:
+            return []
+        store = self._store
+        return self._memo("history", lambda: [_history_line(e) for e in store.events(["warm-start", "changed"])])
+
     def _earlier_attempts(self) -> pd.DataFrame | None:
         """Attempts cut off and run again (read with the trials: a few events at most)."""
         return None if self._store is None else monitor.earlier_attempts(self._store.events(["retry"]))
@@ -409,6 +417,20 @@ class ExperimentMonitor(param.Parameterized):
             return
         self.message = f"resumed {self.experiment.id}"
 
+    def change(self, budget: str, workers: str) -> None:
+        """A new budget (trials in all) or worker count for this experiment; blank leaves
+        it. Running: from now on; stopped: when it resumes. The outcome is in ``message``."""
+        if self.experiment is None:
+            return
+        try:
+            spec = self.experiment.change(max_trials=_count(budget, "budget"), workers=_count(workers, "workers"))
+        except CandleLabError as exc:
+            self.message = str(exc)
+            return
+        when = "from now on" if self.status is not None and self.status.driver_alive else "when it resumes"
+        total = spec.budget.max_trials if spec.budget.max_trials is not None else "unlimited"
+        self.message = f"{self.experiment.id}: budget {total} trials, {spec.compute.workers} workers ({when})"
+
     def plan(self, workers: str, modes: list[str]) -> tuple[str, pd.DataFrame] | None:
         """What-if (:mod:`candle_lab.planner`) for ``workers`` ("8,32,128"; empty: around this
         run's) and ``modes``: its headline and table; None (the reason in ``message``) when
@@ -492,3 +514,23 @@ def _live_keys(trials: pd.DataFrame) -> dict[int, tuple[Any, ...]]:
         int(t): (str(s), int(a), None if pd.isna(st) else float(st))
         for t, s, a, st in live.itertuples(index=False)
     }
+
+
+def _count(text: str, field: str) -> int | None:
+    """A whole number ≥ 1 typed in a box; None when blank."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise SpecError.one(field, expected_got("a whole number ≥ 1 (or nothing: unchanged)", text))
+    return int(text)
+
+
+def _history_line(event: tuple[float, str, int | None, Any]) -> str:
+    when, kind, _, detail = event
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when))
+    if kind == "warm-start":
+        return f"warm start: {detail.get('text', '')}"
+    changes = ", ".join(f"{k} {v['from'] if v['from'] is not None else 'unlimited'} → {v['to']}"
+                        for k, v in (detail or {}).items())
+    return f"{stamp} changed: {changes or 'nothing'}"

@@ -100,7 +100,7 @@ def _warm_start(spec: ExperimentSpec, root: str | os.PathLike[str] | None) -> tu
             source = open_experiment(ref, root)
             records, source_spec = source.records(), source.spec
         except CandleLabError as exc:
-            raise SpecError.one(field, str(exc)) from None
+            raise SpecError.one(field, str(exc).removeprefix("experiment: ")) from None
         found, note = warm.map_trials(spec, field, source.id, source_spec, records)
         trials += found
         notes.append(note)

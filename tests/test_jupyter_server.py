@@ -153,6 +153,8 @@ async def _until(predicate: Any, what: str, timeout: float = 90) -> None:
         (json.dumps(model_spec("sleepy", space=[{"name": "x", "type": "real", "low": 0, "high": 1},
                                                 {"name": "y", "type": "real", "low": 0, "high": 1, "when": "z > 1"}])),
          "space.parameters[1] (y).when: 'z > 1': no parameter is named 'z'"),
+        (json.dumps(model_spec("sleepy", search={"algorithm": "async-bo", "warm_start": ["EXP042"]})),
+         "search.warm_start[0]: expected an experiment id like EXP000"),
     ],
 )
 async def test_bad_submissions_get_400_with_the_field(jp_fetch: Any, root: Path, body: str, words: str) -> None:

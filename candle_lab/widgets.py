@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SECTIONS = {  # form section -> the spec fields whose problems it shows
     "Model": ("name", "model", "description"),
     "Search space": ("space",),
-    "Search": ("search", "budget", "objective"),
+    "Search": ("search", "budget", "objective", "constraints"),
     "Compute job": ("compute", "trial"),
 }
 WIDE = W.Layout(width="420px")
@@ -209,7 +209,8 @@ class ExperimentForm:
             f("truncation", "Truncation (PBT)", "float"),
             f("resample_probability", "Resample prob. (PBT)", "float"),
             f("max_trials", "Max trials", "int"), f("max_time", "Max time"), f("target", "Target", "float"),
-            f("metric", "Metric"), f("direction", "Direction", "select"), self._problem_boxes["Search"],
+            f("metric", "Metric"), f("direction", "Direction", "select"),
+            f("more_objectives", "More objectives"), f("constraints", "Constraints"), self._problem_boxes["Search"],
         ])
         compute = W.VBox([
             f("profile", "Site profile", "select"), f("partition", "Partition", "select"),

@@ -195,3 +195,27 @@ def test_the_form_keeps_a_loaded_specs_objectives_and_constraints() -> None:
     form.metric = "error"
     again = spec_from_dict(form.spec_dict())
     assert [g.metric for g in again.goals] == ["error", "size"] and again.constraints == spec.constraints
+    assert (form.more_objectives, form.constraints) == ("size min", "memory <= 30")
+
+
+def test_the_form_edits_objectives_and_constraints_and_names_what_it_cannot_read() -> None:
+    from candle_lab.ui.forms import SpecForm
+
+    form = SpecForm()
+    form.load_spec(spec_from_dict(goals_spec()))
+    form.param.update(more_objectives="size min, accuracy max", constraints="memory <= 30, 0.5 <= accuracy")
+    spec = form.check()
+    assert spec is not None, form.problems
+    assert [(g.metric, g.direction) for g in spec.goals] == [("error", "minimize"), ("size", "minimize"),
+                                                            ("accuracy", "maximize")]
+    assert [str(c) for c in spec.constraints] == ["memory <= 30", "0.5 <= accuracy"]
+    form.param.update(more_objectives="size smallest", constraints="memory < 30")
+    assert form.check() is None
+    assert form.problems == [
+        ("objectives", '"size smallest": expected "metric min" or "metric max"'),
+        ("constraints", '"memory < 30": expected "metric <= number", "metric >= number" or "number <= metric"'),
+    ]
+    assert form.bad_params() == {"more_objectives", "constraints"}
+    form.param.update(more_objectives="", constraints="")
+    spec = form.check()
+    assert spec is not None and len(spec.goals) == 1 and not spec.constraints

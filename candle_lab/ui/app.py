@@ -53,7 +53,7 @@ BAD_ROW = "background-color: #fdecec"
 SECTIONS = {  # FormView section -> the spec fields whose problems it shows
     "model": ("model",),
     "space": ("space",),
-    "search": ("search", "budget", "objective", "trial", "name", "description"),
+    "search": ("search", "budget", "objective", "constraints", "trial", "name", "description"),
     "compute": ("compute",),
 }
 
@@ -175,6 +175,8 @@ class FormView:
                    field(W.TextInput, "max_time", "Max time (e.g. 2h)")),
             pn.Row(field(W.TextInput, "metric", "Metric"),
                    field(W.Select, "direction", "Direction"),
+                   field(W.TextInput, "more_objectives", "More objectives"),
+                   field(W.TextInput, "constraints", "Constraints"),
                    field(W.FloatInput, "target", "Target (optional)")),
             pn.Row(field(W.IntInput, "retries", "Retries per trial"),
                    field(W.TextInput, "timeout", "Trial timeout (e.g. 30m)"),

@@ -63,6 +63,7 @@ FIELD_PARAMS: dict[str, str] = {  # spec field -> the form parameter that edits 
     "model.command": "model_command", "model.result_file": "result_file", "model.default_model": "default_model",
     "budget.max_trials": "max_trials", "budget.max_time": "max_time", "budget.target": "target",
     "objective.metric": "metric", "objective.direction": "direction",
+    "objectives": "more_objectives", "constraints": "constraints",
     "trial.retries": "retries", "trial.timeout": "timeout",
     **{f"search.{n}": n for n in _SEARCH_FIELDS},
     **{f"compute.{n}": n for n in _COMPUTE_FIELDS},
@@ -149,6 +150,45 @@ def _when_text(when: Any) -> str:
         return parse_when(when).text()
     except ValueError:
         return json.dumps(when)
+
+
+_GOAL = re.compile(r"^([A-Za-z_][\w.\-]*)(?:\s+(min|max|minimize|maximize))?$")
+_LIMIT = re.compile(r"^(?:(-?[\d.eE+\-]+)\s*<=\s*)?([A-Za-z_][\w.\-]*)\s*(?:(<=|>=)\s*(-?[\d.eE+\-]+))?$")
+
+
+def parse_goals(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """``size min, auc max`` as objectives (direction min when left out), and a message per
+    item that is not one."""
+    goals, bad = [], []
+    for item in (part.strip() for part in text.split(",")):
+        found = _GOAL.match(item) if item else None
+        if item and found is None:
+            bad.append(f'{quoted(item)}: expected "metric min" or "metric max"')
+        elif found is not None:
+            goals.append({"metric": found[1], "direction": "maximize" if (found[2] or "min").startswith("max")
+                          else "minimize"})
+    return goals, bad
+
+
+def parse_limits(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """``memory_gb <= 30, 0.7 <= auc`` (or ``auc >= 0.7``) as constraints, and a message per
+    item that is not one."""
+    limits, bad = [], []
+    for item in (part.strip() for part in text.split(",")):
+        found = _LIMIT.match(item) if item else None
+        numbers = [n for n in (found[1], found[4]) if n is not None] if found else []
+        if not item:
+            continue
+        if found is None or not numbers or any(_number(n) is None for n in numbers):
+            bad.append(f'{quoted(item)}: expected "metric <= number", "metric >= number" or "number <= metric"')
+            continue
+        limit: dict[str, Any] = {"metric": found[2]}
+        if found[1] is not None:
+            limit["min"] = _number(found[1])
+        if found[3] is not None:
+            limit["max" if found[3] == "<=" else "min"] = _number(found[4])
+        limits.append(limit)
+    return limits, bad
 
 
 def _literal(text: str) -> Any:
@@ -405,6 +445,8 @@ class SpecForm(param.Parameterized):
     target = param.Number(default=None, allow_None=True)
     metric = param.String(default="val_loss")
     direction: param.Selector[str] = param.Selector(default="minimize", objects=["minimize", "maximize"])
+    more_objectives = param.String(default="", doc="Other objectives (a Pareto front): e.g. size min, auc max")
+    constraints = param.String(default="", doc="Limits on metrics: e.g. peak_gpu_memory_gb <= 30, auc >= 0.7")
 
     profile: param.Selector[str] = param.Selector(default="local", objects=["local"])
     partition: param.Selector[str] = param.Selector(default="", objects=[""])
@@ -523,6 +565,8 @@ class SpecForm(param.Parameterized):
                 target=b.target,
                 metric=o.metric,
                 direction=o.direction,
+                more_objectives=", ".join(f"{g.metric} {g.direction[:3]}" for g in spec.objectives[1:]),
+                constraints=", ".join(str(limit) for limit in spec.constraints),
                 profile=c.profile if c.profile in self.param.profile.objects else self.profile,
                 gpus=c.gpus,
                 workers=c.workers,
@@ -671,11 +715,21 @@ class SpecForm(param.Parameterized):
             ),
             "trial": merged("trial", retries=self.retries, timeout=self.timeout.strip()),
         }
-        if base.get("objectives"):  # a loaded spec's other objectives and its constraints stay
-            data["objectives"] = [data["objective"], *base["objectives"][1:]]
-        if base.get("constraints"):
-            data["constraints"] = base["constraints"]
+        goals, limits, _ = self._goals()
+        data.pop("objectives", None)
+        data.pop("constraints", None)
+        if goals:
+            data["objectives"] = [data["objective"], *goals]
+        if limits:
+            data["constraints"] = limits
         return data, labels
+
+    def _goals(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, str]]]:
+        """The other objectives and the constraints typed in their boxes, and what of that
+        text could not be read."""
+        goals, bad_goals = parse_goals(self.more_objectives)
+        limits, bad_limits = parse_limits(self.constraints)
+        return goals, limits, [("objectives", m) for m in bad_goals] + [("constraints", m) for m in bad_limits]
 
     def _algorithm_settings(self) -> dict[str, Any]:
         """The fields of the chosen algorithm (GA, PBT), the others left as loaded."""
@@ -690,7 +744,7 @@ class SpecForm(param.Parameterized):
         messages for the rest (rows with a bad cell are left out of the spec checked)."""
         table = read_space_rows(self.space)
         data, labels = self._spec_data(table)
-        problems = [*table.problems, *self._default_problems]
+        problems = [*table.problems, *self._default_problems, *self._goals()[2]]
         cells = list(table.cells)
         spec: ExperimentSpec | None = None
         try:

@@ -276,16 +276,8 @@ class SearchSpace:
     _families: tuple[LayersParam, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        flat: list[Searched | ConstantParam] = []
-        conditions: dict[str, Condition] = {}
-        for p in self.parameters:
-            own = p.condition
-            members = p.expand() if isinstance(p, LayersParam) else [(p, None)]
-            for q, exists in members:
-                flat.append(q)
-                joined = exists & own if exists is not None else own
-                if joined is not None:
-                    conditions[q.name] = joined
+        flat = [q for _, q, _ in _flattened(self.parameters)]
+        conditions = {q.name: c for _, q, c in _flattened(self.parameters) if c is not None}
         order, cyclic = evaluation_order(conditions, [q.name for q in flat])
         if cyclic:
             raise ValueError(f"the conditions form a cycle: {' -> '.join(cyclic)}")
@@ -482,13 +474,10 @@ def check_conditions(parameters: Sequence[Parameter]) -> list[tuple[int, str]]:
     targets: dict[str, Target] = {}
     owner: dict[str, int] = {}  # searched name -> index of the parameter it comes from
     flat: dict[str, Condition] = {}
-    for i, p in enumerate(parameters):
-        own = p.condition
-        for q, exists in p.expand() if isinstance(p, LayersParam) else [(p, None)]:
-            targets[q.name], owner[q.name] = _target(q), i
-            joined = exists & own if exists is not None else own
-            if joined is not None:
-                flat[q.name] = joined
+    for i, q, condition in _flattened(parameters):
+        targets[q.name], owner[q.name] = _target(q), i
+        if condition is not None:
+            flat[q.name] = condition
     problems: list[tuple[int, str]] = []
     for i, p in enumerate(parameters):
         condition = p.condition
@@ -499,6 +488,18 @@ def check_conditions(parameters: Sequence[Parameter]) -> list[tuple[int, str]]:
         if cyclic:
             problems.append((owner[cyclic[0]], f"the conditions form a cycle: {' -> '.join(cyclic)}"))
     return problems
+
+
+def _flattened(parameters: Sequence[Parameter]) -> list[tuple[int, Searched | ConstantParam, Condition | None]]:
+    """Each parameter as searched (a layer family as its members), with the index of the
+    parameter it comes from and the condition it exists under (its own, and for a layer
+    that the family has that many layers)."""
+    out: list[tuple[int, Searched | ConstantParam, Condition | None]] = []
+    for i, p in enumerate(parameters):
+        own = p.condition
+        members: list[tuple[Any, Condition | None]] = list(p.expand()) if isinstance(p, LayersParam) else [(p, None)]
+        out += [(i, q, exists & own if exists is not None else own) for q, exists in members]
+    return out
 
 
 def _target(p: Searched | ConstantParam) -> Target:

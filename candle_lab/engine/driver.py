@@ -777,11 +777,11 @@ class Engine:
         for name in names:
             if name.startswith("."):  # a request being written
                 continue
-            if not name.startswith(CHANGE_REQUEST):
-                (folder / name).unlink(missing_ok=True)
             if name.startswith(CHANGE_REQUEST):  # a new budget or concurrency (Experiment.change)
                 self._change(folder / name)
-            elif name == "stop":
+                continue
+            (folder / name).unlink(missing_ok=True)
+            if name == "stop":
                 self._apply(self.state.stop_requested())
             elif name.startswith("stop-trial-") and name[11:].isdigit():
                 self._apply(self.state.stop_trial(int(name[11:]), time.time()))

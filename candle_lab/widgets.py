@@ -422,6 +422,9 @@ class ExperimentDashboard:
         front = m.pareto()
         if front is not None:
             self.summary.value += f" · <b class='pareto-count'>Pareto front: {len(front.front)} trials</b>"
+        notes = [*m.history(), *m.boundaries()]  # imported trials, changes, best trials at a bound
+        if notes:
+            self.summary.value += "<br>" + "<br>".join(html.escape(n) for n in notes)
         self.trial.options = [str(t) for t in m.running_trials()]
         _replace(self.gantt, figures.gantt_figure(m.trials, direction=m.direction))
         _replace(self.best, figures.best_so_far_figure(m.best_curve(), metric, m.direction))

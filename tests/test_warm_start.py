@@ -141,6 +141,14 @@ def test_an_experiment_learns_from_another_and_changes_its_budget(client: Any, r
     assert board.message == f"{exp.id}: budget 9 trials, 1 workers (when it resumes)"
     assert exp.spec.budget.max_trials == 9
 
+    from candle_lab import widgets
+
+    notebook = widgets.dashboard(exp, interval=60)  # the notebook dashboard says the same
+    try:
+        assert f"warm start: {inside} of 8 completed trials of {source.id} imported" in notebook.summary.value
+    finally:
+        notebook.close()
+
 
 def test_a_running_search_takes_a_new_budget(client: Any, root: Path) -> None:
     spec = model_spec("sleepy", space=[X, {"name": "sleep", "type": "constant", "value": 0.4}],

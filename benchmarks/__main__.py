@@ -14,7 +14,8 @@ import logging
 import time
 from pathlib import Path
 
-SECTIONS = ("dispatch", "proposal", "simulate", "quality", "pareto", "scale", "slurm_startup", "dashboard", "planner")
+SECTIONS = ("dispatch", "proposal", "simulate", "quality", "pareto", "conditional", "scale", "slurm_startup",
+            "dashboard", "planner")
 
 
 def main() -> None:

@@ -10,11 +10,15 @@
    dashboard server serves it: page open ≤ 3 s, each plot ≤ 1 s (built on the server and
    what it sends), a poll while trials run ≤ 200 ms, the server process ≤ 1 GB; the report
    of that experiment written in ≤ 10 s, and its size with plotly inline and shared.
+4. The peer: optuna-dashboard on the same 100,000 trials (an Optuna journal file): its page
+   open until the history plot shows trials, its poll of the study, its server's memory,
+   as ratios to candle_lab's (when ``optuna-dashboard`` is installed: the bench extra).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
 import sys
@@ -133,26 +137,38 @@ def _fill_big(exp_dir: Path, n: int, workers: int, running: int, seed: int = 1) 
     """``n`` trials of a 4-parameter search, the last ``running`` of them still running."""
     from candle_lab.store import DB_NAME, Store
 
-    rng = random.Random(seed)
-    free = [1.7e9] * workers
     with Store(exp_dir / DB_NAME) as store:
-        for trial_id in range(n):
-            lane = min(range(workers), key=free.__getitem__)
-            start, duration = free[lane] + rng.uniform(0.01, 0.5), rng.lognormvariate(4.0, 0.5)
-            free[lane] = start + duration
-            params = {"lr": 10 ** rng.uniform(-5, -1), "units": rng.choice([32, 64, 128, 256]),
-                      "act": rng.choice(["relu", "tanh", "elu"]), "dropout": rng.random() / 2}
-            store.add_trial(trial_id, f"RUN{trial_id:06d}", params, queued=start)
-            worker = f"tcp://10.0.{lane // 256}.{lane % 256}:40000"
-            if trial_id >= n - running:
-                store.mark_running(trial_id, 1, worker=worker, host=f"cn{lane // 8:03d}", gpu=str(lane % 8),
-                                   started=start)
-                continue
-            loss = (math.log10(params["lr"]) + 3) ** 2 + params["dropout"] + rng.gauss(0, 0.1)
-            store.finish_trial(trial_id, "completed", objective=loss, worker=worker, host=f"cn{lane // 8:03d}",
-                               gpu=str(lane % 8), started=start, ended=free[lane])
+        for trial_id, t in enumerate(_big_trials(n, workers, running, seed)):
+            lane = t["lane"]
+            store.add_trial(trial_id, f"RUN{trial_id:06d}", t["params"], queued=t["start"])
+            where = {"worker": f"tcp://10.0.{lane // 256}.{lane % 256}:40000", "host": f"cn{lane // 8:03d}",
+                     "gpu": str(lane % 8), "started": t["start"]}
+            if t["loss"] is None:
+                store.mark_running(trial_id, 1, **where)
+            else:
+                store.finish_trial(trial_id, "completed", objective=t["loss"], ended=t["end"], **where)
         store.set_meta(state="running", heartbeat=time.time())
         store.commit()
+
+
+def _big_trials(n: int, workers: int, running: int, seed: int = 1) -> list[dict[str, Any]]:
+    """The trials of a 4-parameter search on ``workers`` lanes, the last ``running`` still
+    running: params, lane, times, objective (None while running). The 100,000-trial
+    experiment, and the same trials in a peer's storage."""
+    rng = random.Random(seed)
+    free = [1.7e9] * workers
+    out = []
+    for trial_id in range(n):
+        lane = min(range(workers), key=free.__getitem__)
+        start, duration = free[lane] + rng.uniform(0.01, 0.5), rng.lognormvariate(4.0, 0.5)
+        free[lane] = start + duration
+        params = {"lr": 10 ** rng.uniform(-5, -1), "units": rng.choice([32, 64, 128, 256]),
+                  "act": rng.choice(["relu", "tanh", "elu"]), "dropout": rng.random() / 2}
+        done = trial_id < n - running
+        loss = (math.log10(params["lr"]) + 3) ** 2 + params["dropout"] + rng.gauss(0, 0.1) if done else None
+        out.append({"params": params, "lane": lane, "start": start, "end": free[lane] if done else None,
+                    "loss": loss})
+    return out
 
 
 def _plots_100k(exp_dir: Path) -> list[tuple[str, float, int]]:
@@ -253,6 +269,70 @@ def _report_100k(exp_dir: Path) -> dict[str, float]:
     return {"seconds": seconds, "inline_mb": inline.stat().st_size / 1e6, "shared_mb": shared.stat().st_size / 1e6}
 
 
+def _optuna_dashboard_rows(folder: Path, page: Any, n: int) -> list[dict[str, Any]]:
+    """optuna-dashboard (its own server, its React page) on the same trials, written to an
+    Optuna journal file: page open until its history plot is drawn, its poll of the study
+    (the JSON its page fetches again while a study runs), its server's peak memory. Empty
+    when optuna-dashboard is not installed (``pip install optuna-dashboard``)."""
+    try:
+        import optuna
+        import optuna_dashboard  # noqa: F401
+    except ImportError:
+        print("  optuna-dashboard is not installed: no side-by-side rows")
+        return []
+    import datetime
+    import urllib.request
+
+    from browser import _serving
+
+    from candle_lab.ui.server import free_port
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = folder / "optuna-journal.log"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="huge", storage=storage)
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-5, 0.1, log=True),
+            "units": optuna.distributions.CategoricalDistribution([32, 64, 128, 256]),
+            "act": optuna.distributions.CategoricalDistribution(["relu", "tanh", "elu"]),
+            "dropout": optuna.distributions.FloatDistribution(0, 0.5)}
+    start = time.perf_counter()
+    trials = []
+    for t in _big_trials(n, 1024, running=1024):
+        state = optuna.trial.TrialState.COMPLETE if t["loss"] is not None else optuna.trial.TrialState.RUNNING
+        trials.append(optuna.trial.create_trial(
+            params=t["params"], distributions=dist, value=t["loss"], state=state,
+        ))
+        trials[-1].datetime_start = datetime.datetime.fromtimestamp(t["start"])
+        if t["end"] is not None:
+            trials[-1].datetime_complete = datetime.datetime.fromtimestamp(t["end"])
+    study.add_trials(trials)
+    written = time.perf_counter() - start
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", "from optuna_dashboard._cli import main; main()",  # its console script
+               str(journal), "--port", str(port), "--quiet"]
+    with _serving(command, url, folder / "optuna-dashboard.log", "optuna-dashboard", dict(os.environ)) as proc:
+        opens = []
+        for _ in range(4):  # the first warms the browser cache, as for candle_lab's page
+            begin = time.perf_counter()
+            page.goto(f"{url}/dashboard/studies/{study._study_id}")
+            page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=600_000)  # trials drawn
+            opens.append(time.perf_counter() - begin)
+        polls = []
+        for _ in range(5):
+            begin = time.perf_counter()
+            with urllib.request.urlopen(f"{url}/api/studies/{study._study_id}?after=0", timeout=600) as answer:
+                size = len(answer.read())
+            polls.append(time.perf_counter() - begin)
+        rss = _server_rss_mb(proc.pid)
+    return [
+        {"peer": "open dashboard page (median of 3)", "seconds": statistics.median(opens[1:])},
+        {"peer": f"poll of the study (worst of {len(polls)}, {size / 1e6:.1f} MB each)", "seconds": max(polls)},
+        {"peer": "server peak memory (MB)", "seconds": rss},
+        {"peer": "trials written to its storage (journal file)", "seconds": written},
+    ]
+
+
 def _scale_rows(root: Path, url: str, page: Any, proc: Any, n: int) -> list[dict[str, Any]]:
     """Section 3: the 100,000-trial experiment."""
     from candle_lab import api
@@ -328,7 +408,9 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             latency = _latency(page, url, live, rounds)
             opened = _open_10k(page, url, big, empty, n)
-            scale = _scale_rows(root, url, page, proc, 10_000 if quick else 100_000)
+            big_n = 10_000 if quick else 100_000
+            scale = _scale_rows(root, url, page, proc, big_n)
+            peer = _optuna_dashboard_rows(Path(tmp), page, big_n)
 
     gantt_s = opened["server_s"] + opened["draw_s"]
     worst = max(latency)
@@ -364,7 +446,24 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             for r in rows
         ],
     )
+    if peer:
+        ours = {"open": scale[0]["seconds"],
+                "poll": next(r["seconds"] for r in scale if r["figure"].startswith("poll while")),
+                "memory": next(r["seconds"] for r in scale if "peak memory" in r["figure"])}
+        keys = ["open", "poll", "memory"]
+        table(f"6b. the {big_n:,}-trial experiment (1,024 running) side by side with optuna-dashboard "
+              f"{_version('optuna_dashboard')} on the same trials",
+              ["figure", "candle_lab", "optuna-dashboard", "optuna-dashboard / candle_lab"],
+              [[p["peer"], ours[k], p["seconds"], p["seconds"] / ours[k]] for k, p in zip(keys, peer, strict=False)]
+              + [[p["peer"], None, p["seconds"], None] for p in peer[len(keys):]])
+        rows += [{"figure": f"optuna-dashboard: {p['peer']}", "seconds": p["seconds"]} for p in peer]
     return rows
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package.replace("_", "-"))
 
 
 if __name__ == "__main__":

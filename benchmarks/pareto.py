@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import table
+from benchmarks.common import in_flight, one_thread, table
 from candle_lab import objectives, pareto
 from candle_lab.optimizers.base import Observation
 from candle_lab.optimizers.bo import BayesOptimizer
@@ -49,17 +49,13 @@ def candle(problem: str, seed: int, algorithm: str) -> float:
         opt = GeneticSearch(space, population=20, seed=seed, objectives=2)
     else:
         opt = RandomSearch(space, seed)
-    rng = np.random.default_rng(seed + 1000)
-    pending = opt.ask(PARALLEL)
-    found: list[tuple[float, float]] = []
-    while len(found) < EVALS:
-        done = pending.pop(int(rng.integers(len(pending))))
+
+    def finish(done: Any) -> tuple[float, float]:
         f = fn(done.params)
-        found.append((f["f1"], f["f2"]))
-        opt.tell([Observation(done.params, f["f1"], losses=found[-1])])
-        if len(found) + len(pending) < EVALS:
-            pending += opt.ask(1)
-    return volume(found)
+        opt.tell([Observation(done.params, f["f1"], losses=(f["f1"], f["f2"]))])
+        return f["f1"], f["f2"]
+
+    return volume(in_flight(opt.ask, finish, evals=EVALS, parallel=PARALLEL, seed=seed))
 
 
 def optuna_run(problem: str, seed: int, sampler_name: str) -> float | None:
@@ -74,22 +70,17 @@ def optuna_run(problem: str, seed: int, sampler_name: str) -> float | None:
         sampler = optuna.samplers.NSGAIISampler(seed=seed)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
     fn = PROBLEMS[problem]
-    rng = np.random.default_rng(seed + 1000)
 
     def ask() -> tuple[Any, dict[str, float]]:
         trial = study.ask()
         return trial, {p["name"]: trial.suggest_float(p["name"], p["low"], p["high"]) for p in objectives.ZDT_SPACE}
 
-    pending = [ask() for _ in range(PARALLEL)]
-    found: list[tuple[float, float]] = []
-    while len(found) < EVALS:
-        trial, point = pending.pop(int(rng.integers(len(pending))))
-        f = fn(point)
-        found.append((f["f1"], f["f2"]))
-        study.tell(trial, list(found[-1]))
-        if len(found) + len(pending) < EVALS:
-            pending.append(ask())
-    return volume(found)
+    def finish(done: tuple[Any, dict[str, float]]) -> tuple[float, float]:
+        f = fn(done[1])
+        study.tell(done[0], [f["f1"], f["f2"]])
+        return f["f1"], f["f2"]
+
+    return volume(in_flight(lambda n: [ask() for _ in range(n)], finish, evals=EVALS, parallel=PARALLEL, seed=seed))
 
 
 def _one(job: tuple[str, str, int]) -> tuple[str, str, float | None]:
@@ -101,17 +92,12 @@ def _one(job: tuple[str, str, int]) -> tuple[str, str, float | None]:
     return method, problem, candle(problem, seed, algorithm)
 
 
-def _one_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
 
 def main(quick: bool = False) -> dict[str, Any]:
     seeds = range(3 if quick else 7)
     jobs = [(m, p, s) for m in METHODS for p in PROBLEMS for s in seeds]
     volumes: dict[tuple[str, str], list[float]] = {}
-    with ProcessPoolExecutor(2, initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(2, initializer=one_thread) as pool:
         for method, problem, value in pool.map(_one, jobs):
             if value is not None:
                 volumes.setdefault((method, problem), []).append(value)

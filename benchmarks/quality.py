@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import table
+from benchmarks.common import in_flight as asked_in_flight
+from benchmarks.common import one_thread, table
 from candle_lab import objectives
 from candle_lab.optimizers.base import Observation
 from candle_lab.optimizers.bo import BayesOptimizer
@@ -62,19 +63,14 @@ def in_flight(
     parallel: int,
 ) -> float:
     """Best value found by candle_lab with ``parallel`` trials in flight."""
-    space = _space(params)
-    rng = np.random.default_rng(seed + 1000)
-    opt = _optimizer(space, algorithm, seed, evals)
-    pending = opt.ask(parallel)
-    values: list[float] = []
-    while len(values) < evals:
-        done = pending.pop(int(rng.integers(len(pending))))  # results return in any order
+    opt = _optimizer(_space(params), algorithm, seed, evals)
+
+    def finish(done: Any) -> float:
         value = fn(done.params)
-        values.append(value)
         opt.tell([Observation(done.params, value)])
-        if len(values) + len(pending) < evals:
-            pending += opt.ask(1)
-    return min(values)
+        return value
+
+    return min(asked_in_flight(opt.ask, finish, evals=evals, parallel=parallel, seed=seed))
 
 
 def _optimizer(space: Any, algorithm: str, seed: int, evals: int) -> Any:
@@ -98,21 +94,18 @@ def optuna_in_flight(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=parallel > 1)
     study = optuna.create_study(sampler=sampler)
-    rng = np.random.default_rng(seed + 1000)
 
     def ask() -> tuple[Any, dict[str, float]]:
         trial = study.ask()
         return trial, {p["name"]: trial.suggest_float(p["name"], p["low"], p["high"]) for p in params}
 
-    pending = [ask() for _ in range(min(parallel, evals))]
-    values: list[float] = []
-    while len(values) < evals:
-        trial, point = pending.pop(int(rng.integers(len(pending))))
-        values.append(fn(point))
-        study.tell(trial, values[-1])
-        if len(values) + len(pending) < evals:
-            pending.append(ask())
-    return min(values)
+    def finish(done: tuple[Any, dict[str, float]]) -> float:
+        value = fn(done[1])
+        study.tell(done[0], value)
+        return value
+
+    return min(asked_in_flight(lambda n: [ask() for _ in range(n)], finish, evals=evals, parallel=parallel,
+                               seed=seed))
 
 
 def run_optuna(problem: str, seed: int) -> float | None:
@@ -251,17 +244,12 @@ def _median_cell(values: list[float] | None) -> str:
     return f"{statistics.median(values):.4g} ({float(np.quantile(values, 0.75)):.3g})"
 
 
-def _one_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
 
 def main(quick: bool = False, parts: str = "abc") -> dict[str, Any]:
     out: dict[str, Any] = {}
     # One BLAS thread per process: two processes of two threads each on two cores spin
     # against each other (a 4c run took 3x as long).
-    with ProcessPoolExecutor(2, initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(2, initializer=one_thread) as pool:
         if "a" in parts:
             out["4a"] = _main_a(pool, quick)
         if "b" in parts:

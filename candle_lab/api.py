@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from candle_lab import settings, warm
 from candle_lab.errors import CandleLabError, SpecError, expected_got
-from candle_lab.spec import ExperimentSpec, load_spec, spec_from_dict
+from candle_lab.spec import ExperimentSpec, changed_fields, load_spec, spec_from_dict
 from candle_lab.states import ExperimentState, TrialState
 from candle_lab.store import (
     DB_NAME,
@@ -664,13 +664,10 @@ class Experiment:
             (folder / f".{name}").write_text(changed.to_yaml(), encoding="utf-8")
             (folder / f".{name}").rename(folder / name)
             return changed
-        before = {"budget.max_trials": spec.budget.max_trials, "compute.workers": spec.compute.workers}
-        after = {"budget.max_trials": changed.budget.max_trials, "compute.workers": changed.compute.workers}
         (self.path / SPEC_NAME).write_text(changed.to_yaml(), encoding="utf-8")
         with Store(self.path / DB_NAME) as store:
             store.set_meta(spec=changed.to_dict())
-            store.add_event("changed", detail={k: {"from": before[k], "to": after[k]} for k in before
-                                               if before[k] != after[k]})
+            store.add_event("changed", detail=changed_fields(spec, changed))
             store.commit()
         return changed
 

@@ -274,6 +274,7 @@ class SearchSpace:
     conditions: dict[str, Condition] = field(init=False)  # by searched (or constant) name
     _order: tuple[str, ...] = field(init=False)
     _families: tuple[LayersParam, ...] = field(init=False)
+    _family_conditions: dict[str, Condition | None] = field(init=False)  # each layer family's own ``when``
 
     def __post_init__(self) -> None:
         flat = [q for _, q, _ in _flattened(self.parameters)]
@@ -287,6 +288,7 @@ class SearchSpace:
         set_(self, "conditions", conditions)
         set_(self, "_order", tuple(order))
         set_(self, "_families", tuple(p for p in self.parameters if isinstance(p, LayersParam)))
+        set_(self, "_family_conditions", {p.name: p.condition for p in self._families})  # parsed once
 
     @property
     def names(self) -> list[str]:
@@ -322,7 +324,7 @@ class SearchSpace:
         out: dict[str, Any] = {}
         for p in self.parameters:
             if isinstance(p, LayersParam):
-                own = p.condition
+                own = self._family_conditions[p.name]
                 if own is None or own.holds(present):
                     units = [present[p.unit_name(k)] for k in range(1, p.max_layers + 1) if p.unit_name(k) in present]
                     out[p.name] = p.value(units)

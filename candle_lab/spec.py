@@ -615,6 +615,16 @@ def allowed_fields() -> dict[str, list[str]]:
     return out
 
 
+def changed_fields(before: ExperimentSpec, after: ExperimentSpec) -> dict[str, dict[str, Any]]:
+    """What a change of a search's budget or concurrency changed, as its ``changed`` event
+    records it: ``{"budget.max_trials": {"from": 100, "to": 200}}``."""
+    pairs = {
+        "budget.max_trials": (before.budget.max_trials, after.budget.max_trials),
+        "compute.workers": (before.compute.workers, after.compute.workers),
+    }
+    return {field: {"from": a, "to": b} for field, (a, b) in pairs.items() if a != b}
+
+
 def spec_from_dict(data: Any, base_dir: Path | None = None, source: str | None = None) -> ExperimentSpec:
     """Validate a dict into an :class:`ExperimentSpec`; raises :class:`SpecError` naming the fields."""
     if not isinstance(data, Mapping):

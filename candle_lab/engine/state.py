@@ -20,7 +20,7 @@ from typing import Any
 from candle_lab import bounds, pareto
 from candle_lab.engine.retry import retry_kind
 from candle_lab.optimizers.base import Observation, Proposal
-from candle_lab.spec import ExperimentSpec
+from candle_lab.spec import ExperimentSpec, changed_fields
 from candle_lab.states import TrialState
 from candle_lab.stopping import make_rule
 from candle_lab.trial.gpus import is_system
@@ -483,13 +483,10 @@ class SearchState:
         """A new budget or concurrency while the search runs (``spec``: the experiment's
         spec with them): the trial slots follow the workers, the budget counts from what
         was already created."""
-        changes = {
-            "budget.max_trials": (self.spec.budget.max_trials, spec.budget.max_trials),
-            "compute.workers": (self.spec.compute.workers, spec.compute.workers),
-        }
+        changed = changed_fields(self.spec, spec)
         self.spec = spec
         self.workers = spec.compute.workers * spec.compute.trials_per_worker
-        return [Event("changed", detail={k: {"from": a, "to": b} for k, (a, b) in changes.items() if a != b})]
+        return [Event("changed", detail=changed)]
 
     def stop_requested(self) -> list[Action]:
         if self.stopping is not None:

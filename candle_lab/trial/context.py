@@ -129,10 +129,6 @@ def notice_walltime() -> int:
     return len(running)
 
 
-def walltime_noticed() -> bool:
-    return bool(_walltime_notice)
-
-
 # ------------------------------------------------------------------ the start event
 # "Trial started" events are sent once a trial has run START_DELAY seconds (or reports
 # earlier): trials shorter than that cost the scheduler no event at all.

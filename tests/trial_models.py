@@ -280,7 +280,8 @@ def three_metrics(params: dict[str, Any]) -> dict[str, float]:
 
 def keras_resume(params: dict[str, Any]) -> dict[str, float]:
     """An unchanged Keras loop of ``epochs`` epochs; its first attempt kills its worker as
-    epoch ``die_at`` + 1 begins (epochs 1..die_at done and saved). Returns the optimizer's
+    epoch ``die_at`` + 1 begins (epochs 1..die_at done and saved; ``settle`` seconds after
+    the last one's metrics were sent, else they may die in flight). Returns the optimizer's
     step count: a resumed attempt continues it, a fresh one would count from 0."""
     import numpy as np
     import tensorflow as tf
@@ -292,10 +293,12 @@ def keras_resume(params: dict[str, Any]) -> dict[str, float]:
                                  tf.keras.layers.Dense(1)])
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
     die_at = int(params.get("die_at", 3))
+    settle = float(params.get("settle", 0.0))  # seconds for the last epoch's metrics to leave before dying
 
     class Die(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             if _attempt() == 1 and epoch == die_at:
+                time.sleep(settle)
                 os._exit(3)
 
     history = model.fit(x, y, batch_size=4, epochs=int(params.get("epochs", 6)), verbose=0, callbacks=[Die()])

@@ -3,6 +3,7 @@ for portals (Open OnDemand ``/node/<host>/<port>/``, jupyter-server-proxy)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -147,7 +148,12 @@ def start_server(options: ServeOptions) -> tuple[Any, str, str | None]:
         return create_app(options.root, options.experiment)
 
     # What the first analysis imports (seconds): loaded beside the server's loop, not in
-    # the first poll of the first experiment opened.
+    # the first poll of the first experiment opened. narwhals first, here: plotly (in the
+    # preload) and Bokeh (a session's first table) both import it, and its two stable APIs
+    # import each other, so one importing beside the other failed a session's page with
+    # a _DeadlockError.
+    with contextlib.suppress(ImportError):
+        import narwhals.stable.v1  # noqa: F401
     threading.Thread(target=_preload, name="candle-lab-preload", daemon=True).start()
 
     server = pn.serve(

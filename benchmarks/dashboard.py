@@ -7,9 +7,10 @@
    Target: ≤ 1.5 s for the Gantt (server builds the rows, the browser draws them); the
    page's own start-up (scripts, websocket, the other charts) is shown next to it.
 3. A 100,000-trial experiment (4 parameters, 1,024 trials still running), as the
-   dashboard server serves it: page open ≤ 3 s, each plot ≤ 1 s (built on the server and
-   what it sends), a poll while trials run ≤ 200 ms, the server process ≤ 1 GB; the report
-   of that experiment written in ≤ 10 s, and its size with plotly inline and shared.
+   dashboard server serves it: page open (its first screen drawn) ≤ 3 s, each plot ≤ 1 s
+   (built on the server and what it sends), a poll while trials run ≤ 200 ms, the server
+   process ≤ 1 GB; the report of that experiment written in ≤ 10 s, and its size with
+   plotly inline and shared.
 4. The peer: optuna-dashboard on the same 100,000 trials (an Optuna journal file): its page
    open until the history plot shows trials, its poll of the study, its server's memory,
    as ratios to candle_lab's (when ``optuna-dashboard`` is installed: the bench extra).
@@ -343,22 +344,21 @@ def _scale_rows(root: Path, url: str, page: Any, proc: Any, n: int) -> list[dict
                                            {"name": "act", "type": "categorical", "choices": ["relu", "tanh", "elu"]},
                                            {"name": "dropout", "type": "real", "low": 0, "high": 0.5}]}, root)
     _fill_big(big, n, 1024, running=1024)
-    page.goto(f"{url}?experiment={big.name}")  # warm: scripts cached, as a returning user's browser
-    page.wait_for_function(GANTT_ROWS, arg=1, timeout=180_000)
-    opens = []
-    for _ in range(3):
-        start = time.perf_counter()
-        page.goto(f"{url}?experiment={big.name}")
-        page.wait_for_function(GANTT_ROWS, arg=1, polling="raf", timeout=180_000)
-        page.locator(".experiment-id").wait_for(timeout=60_000)
-        opens.append(time.perf_counter() - start)
+    first = _open_page(page, f"{url}?experiment={big.name}")  # the server reads the store; the browser has its scripts
+    opens = [_open_page(page, f"{url}?experiment={big.name}") for _ in range(3)]  # the server's latest read reused
+    drawn, seen, whole = (statistics.median(o[i] for o in opens) for i in range(3))
     rss = _server_rss_mb(proc.pid)
     plots = _plots_100k(big)
     polls = _poll_100k(big, 10)
     report = _report_100k(big)
     rows: list[dict[str, Any]] = [
-        {"figure": f"open dashboard page, {n:,}-trial experiment (median of 3)", "seconds": statistics.median(opens),
-         "target": 3.0, "pass": statistics.median(opens) <= 3.0},
+        {"figure": f"open dashboard page, {n:,}-trial experiment: first screen drawn (median of 3)", "seconds": drawn,
+         "target": 3.0, "pass": drawn <= 3.0},
+        {"figure": "  the same, until a script in the page sees its id and Gantt (median of 3)", "seconds": seen,
+         "target": 3.0, "pass": seen <= 3.0},
+        {"figure": "  the same, first open after the server started (it reads the whole store)", "seconds": first[0],
+         "target": 3.0, "pass": first[0] <= 3.0},
+        {"figure": "  the whole page: trials table and analysis drawn too (median of 3)", "seconds": whole},
     ]
     rows.append({"figure": plots[0][0], "seconds": plots[0][1]})
     rows += [{"figure": f"{name} of {n:,} trials: built on the server ({size / 1e6:.2f} MB sent)", "seconds": sec,
@@ -374,6 +374,31 @@ def _scale_rows(root: Path, url: str, page: Any, proc: Any, n: int) -> list[dict
         {"figure": "report size, plotly shared (MB)", "seconds": report["shared_mb"]},
     ]
     return rows
+
+
+def _open_page(page: Any, url: str) -> tuple[float, float, float]:
+    """Seconds from asking for the page to: its first screen drawn (the summary, the Gantt and
+    the charts beside it: Bokeh's "document idle", logged by the page once every chart of
+    the document has drawn), a script in the page seeing the experiment's id and Gantt
+    bars (later when the page is busy drawing what follows), the trials table and the
+    analysis drawn too (sent once the first screen is drawn)."""
+    idle: list[float] = []
+
+    def logged(message: Any) -> None:
+        if "document idle" in message.text:
+            idle.append(time.perf_counter())
+
+    page.on("console", logged)
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(GANTT_ROWS, arg=1, polling="raf", timeout=180_000)
+    page.locator(".experiment-id").wait_for(timeout=60_000)
+    seen = time.perf_counter() - start
+    page.locator(".tabulator-row").first.wait_for(timeout=60_000)
+    page.locator(".analysis-importance .js-plotly-plot").wait_for(timeout=120_000)
+    whole = time.perf_counter() - start
+    page.remove_listener("console", logged)
+    return (idle[0] - start if idle else math.nan), seen, whole
 
 
 def main(quick: bool = False) -> list[dict[str, Any]]:
@@ -447,7 +472,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         ],
     )
     if peer:
-        ours = {"open": scale[0]["seconds"],
+        ours = {"open": scale[1]["seconds"],  # seen by a script in the page, as the peer's is
                 "poll": next(r["seconds"] for r in scale if r["figure"].startswith("poll while")),
                 "memory": next(r["seconds"] for r in scale if "peak memory" in r["figure"])}
         keys = ["open", "poll", "memory"]

@@ -68,3 +68,72 @@ def test_incremental_poll_equals_a_full_read(tmp_path: Path) -> None:
         full = other.trials_frame()
     pd.testing.assert_frame_equal(monitor.trials[full.columns].reset_index(drop=True), full)
     assert list(monitor.trials["trial_id"]) == list(range(53))
+
+
+def test_a_second_session_starts_from_the_first_ones_read(tmp_path: Path, monkeypatch) -> None:
+    """A page opened again (another session of the same server process) reads only what
+    changed since the last session's read, shares the views computed from the same trials,
+    and a store made again in the same folder is read in full."""
+    path = api.create_experiment(SPEC, tmp_path)
+    with Store(path / DB_NAME) as store:
+        for i in range(30):
+            store.add_trial(i, f"RUN{i:03d}", {"x": i / 100}, queued=1000.0 + i)
+            store.mark_running(i, 1, worker="w", host="h", gpu=None, started=1001.0 + i)
+            if i < 25:
+                store.finish_trial(i, "completed", objective=i / 10, started=1001.0 + i, ended=1002.0 + i)
+        store.commit()
+    first = ExperimentMonitor(path=str(path))
+    with Store(path / DB_NAME) as store:
+        store.finish_trial(25, "failed", reason="exception", started=1026.0, ended=1030.0)
+        store.add_trial(30, "RUN030", {"x": 0.3}, queued=1031.0)
+        store.commit()
+    read: list[int] = []
+    original = Store._trial_rows
+    monkeypatch.setattr(Store, "_trial_rows", lambda self, *a, **k: read.append(len(rows := original(self, *a, **k)))
+                        or rows)
+    second = ExperimentMonitor(path=str(path))
+    assert read == [2]  # the one of the 5 live at the first read that failed since, and the new one: not 31
+    with Store(path / DB_NAME, readonly=True) as other:
+        full = other.trials_frame()
+    pd.testing.assert_frame_equal(second.trials[full.columns].reset_index(drop=True), full)
+    third = ExperimentMonitor(path=str(path))  # nothing changed since the second's read
+    assert third.trials is second.trials and third.best_curve() is second.best_curve()
+    for monitor in (first, second, third):
+        monitor.close()
+
+    read.clear()
+    (path / DB_NAME).unlink()
+    with Store(path / DB_NAME) as store:  # the folder's store made again: nothing of the old one is reused
+        store.add_trial(0, "RUN000", {"x": 0.5}, queued=2000.0)
+        store.commit()
+    again = ExperimentMonitor(path=str(path))
+    assert read == [1] and list(again.trials["trial_id"]) == [0]
+    again.close()
+
+
+def test_the_polls_summaries_agree_with_pandas_on_ties_gaps_and_both_directions() -> None:
+    """``top_trials``, ``state_counts`` and ``elapsed`` run on numpy arrays (a poll at
+    100,000 trials); they give what the plain pandas expressions give."""
+    import numpy as np
+
+    from candle_lab import monitor
+
+    rng = np.random.default_rng(3)
+    n = 400
+    state = rng.choice(["completed", "failed", "running", "queued"], n, p=[0.7, 0.1, 0.1, 0.1])
+    objective = np.where(state == "completed", rng.integers(0, 20, n).astype(float), np.nan)  # many ties
+    objective[rng.choice(np.flatnonzero(state == "completed"), 5)] = np.nan  # completed without a value
+    started = np.where(state == "queued", np.nan, 100.0 + np.arange(n))
+    ended = np.where(np.isin(state, ["completed", "failed"]), started + 5, np.nan)
+    trials = pd.DataFrame({"trial_id": np.arange(n), "state": pd.array(state, dtype="str"), "objective": objective,
+                           "queued": 99.0 + np.arange(n), "started": started, "ended": ended},
+                          index=pd.RangeIndex(10, 10 + n))
+    done = trials["objective"][trials["state"] == "completed"].dropna()
+    for direction, pick in (("minimize", done.nsmallest), ("maximize", done.nlargest)):
+        for k in (1, 3, 50):
+            top = monitor.top_trials(trials, k, direction)
+            assert list(top.index) == list(pick(k).index), (direction, k)
+    assert monitor.state_counts(trials) == {s: int((state == s).sum()) for s in monitor.STATE_ORDER}
+    assert monitor.elapsed(trials, now=10_000.0) == 10_000.0 - 99.0  # a running trial ends "now"
+    assert monitor.elapsed(trials[trials["state"] == "queued"]) is None
+    assert monitor.top_trials(trials[trials["state"] == "failed"], 1).empty

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -375,6 +376,63 @@ def test_charts_draw_what_the_monitor_reads() -> None:
     assert set(bars["lane"]) == {"worker 0", "worker 1"}
     on_w0 = [c for c, lane in zip(bars["colour"], bars["lane"], strict=True) if lane == "worker 0"]
     assert on_w0[0] != on_w0[1] and on_w0[0] == on_w0[2]  # neighbours in contrasting shades
+
+
+def test_the_experiments_list_is_read_while_its_tab_shows(root: Path, monkeypatch) -> None:
+    """Each experiment's status is a query (50 ms at 100,000 trials): a dashboard page does
+    not read the list it does not show."""
+    from candle_lab.ui.app import EXPERIMENTS_TAB, App
+
+    app = App(root=str(root))
+    reads: list[int] = []
+    monkeypatch.setattr(app.browser, "refresh", lambda: reads.append(1))
+    app.tabs.active = 1
+    app._list_experiments()
+    assert reads == []
+    app.tabs.active = EXPERIMENTS_TAB
+    app._list_experiments()
+    assert reads == [1, 1]  # on showing the tab, and at its next poll
+    assert app.dashboard.below.objects  # without a browser session, the whole dashboard at once
+
+
+def test_a_redraw_sends_only_the_columns_that_changed() -> None:
+    """A tick of a running experiment moves the ends of the running bars: only that column
+    goes to the browser; a chart whose data did not change sends nothing."""
+    from bokeh.document import Document
+
+    from candle_lab.monitor import gantt_rows
+    from candle_lab.ui.charts import GanttChart
+
+    trials = pd.DataFrame({"trial_id": [0, 1], "state": ["completed", "running"], "objective": [0.5, None],
+                           "worker": ["0", "1"], "gpu": [None, None], "started": [0.0, 5.0], "ended": [10.0, None]})
+    gantt = GanttChart()
+    doc = Document()
+    doc.add_root(gantt.figure)
+    gantt.update(gantt_rows(trials, now=20.0))
+    sent: list[Any] = []
+    doc.on_change(lambda event: sent.append(getattr(event, "cols", "all")))
+    gantt.update(gantt_rows(trials, now=21.0))
+    assert sent == [["end"]] and list(gantt.source.data["end"]) == [10.0, 21.0]
+    sent.clear()
+    gantt.update(gantt_rows(trials, now=21.0))
+    assert sent == []
+    gantt.update(gantt_rows(trials.assign(ended=[10.0, 22.0], state=["completed", "completed"]), now=30.0))
+    assert sorted(sent[0]) == ["colour", "end", "state"]
+
+
+def test_a_gantt_of_many_workers_names_them_in_its_hover() -> None:
+    from candle_lab.ui.charts import GANTT_NAMED_LANES, GanttChart
+
+    def rows(workers: int) -> pd.DataFrame:
+        return pd.DataFrame({"trial_id": range(workers), "lane": [f"worker {i}" for i in range(workers)],
+                             "start": 0.0, "end": 1.0, "state": "completed", "shade": 0, "objective": 1.0, "trials": 1})
+
+    gantt = GanttChart()
+    gantt.update(rows(GANTT_NAMED_LANES))
+    assert gantt.figure.yaxis[0].visible and gantt.figure.title.text == "Trials per worker"
+    gantt.update(rows(1024))  # 1,024 names on a 900 px axis: none, and the hover names each bar's worker
+    assert not gantt.figure.yaxis[0].visible and "1,024" in gantt.figure.title.text
+    assert ("worker", "@lane") in gantt.figure.hover[0].tooltips
 
 
 def test_loss_curves_show_every_epoch_even_the_first() -> None:

@@ -41,6 +41,7 @@ POLL_BACKOFF = 3.0  # a poll that took t seconds skips polls for 3t: the server 
 MAX_POLL_GAP = 1.5  # ... but never longer: a change still reaches the page within about 2 s
 ANALYSIS_SECONDS = 5.0  # analysis charts are drawn again at most this often while a search runs
 BROWSER_POLL_MS = 5000
+EXPERIMENTS_TAB = 2  # the tabs: New experiment, Dashboard, Experiments
 W = pn.widgets
 
 
@@ -308,8 +309,9 @@ class AnalysisView:
     coordinates): plotly figures of :mod:`candle_lab.figures`, the report's own, one tab
     each. Only the open tab is drawn (on the server and in the browser: parallel
     coordinates of 4,000 trials take seconds of WebGL on a machine without a GPU), by the
-    app's poll once the page is open, and again when new trials complete, at most every
-    :data:`ANALYSIS_SECONDS` while the search runs."""
+    app's poll once the page is open (the tabs are not part of the page before: plotly's
+    empty charts would slow its opening), and again when new trials complete, at most
+    every :data:`ANALYSIS_SECONDS` while the search runs."""
 
     def __init__(self, monitor: ExperimentMonitor) -> None:
         self.monitor = monitor
@@ -332,7 +334,7 @@ class AnalysisView:
             dynamic=True, sizing_mode="stretch_width",
         )
         self.tabs.param.watch(lambda _: self.update(), "active")
-        self.view = self.tabs
+        self.view = pn.Column(sizing_mode="stretch_width")  # the tabs join it when first drawn: not on page open
 
     @property
     def shown(self) -> str:
@@ -347,6 +349,8 @@ class AnalysisView:
         if not force and (key == self._drawn.get(tab) or (running and now - self._at.get(tab, 0.0) < ANALYSIS_SECONDS)):
             return
         self._drawn[tab], self._at[tab] = key, now
+        if not self.view.objects:
+            self.view.objects = [self.tabs]
         metric = m.spec.objective.metric
         if tab == "importance":
             self.panes["importance"].object = figures.importance_figure(m.importance())
@@ -416,16 +420,16 @@ class DashboardView:
         self.lineage = LineageChart()
         self.analysis = AnalysisView(monitor)
         self.planner = PlannerView(monitor)
-        self.pbt = pn.Row(pn.pane.Bokeh(self.population.figure, sizing_mode="stretch_width"),
-                          pn.pane.Bokeh(self.lineage.figure, sizing_mode="stretch_width"),
-                          sizing_mode="stretch_width", visible=False)
-        # several objectives: the Pareto front and its hypervolume over time (plotly, drawn
-        # only when the monitor computed them again)
+        # PBT's population and lineage, several objectives' front and hypervolume: in the page
+        # only of experiments that have them (charts not shown still cost the page's opening)
+        self.pbt = pn.Row(sizing_mode="stretch_width")
+        # plotly, drawn only when the monitor computed them again
         self.front = pn.pane.Plotly(None, sizing_mode="stretch_width", css_classes=["pareto-front"])
         self.hypervolume = pn.pane.Plotly(None, sizing_mode="stretch_width", css_classes=["pareto-hypervolume"])
-        self.objectives = pn.Row(self.front, self.hypervolume, sizing_mode="stretch_width", visible=False)
+        self.objectives = pn.Row(sizing_mode="stretch_width")
         self._front_drawn: Any = None  # the monitor's ParetoView the panes show
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-summary"])
+        self.below = pn.Column(sizing_mode="stretch_width")
         self.efficiency = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["experiment-efficiency"])
         self.table = W.Tabulator(
             show_index=False, height=320, sizing_mode="stretch_width", pagination="local", page_size=15,
@@ -467,6 +471,10 @@ class DashboardView:
             pn.Row(pn.pane.Bokeh(self.util.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.best.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             self.objectives,
+            self.below,
+            sizing_mode="stretch_width", name="Dashboard",
+        )
+        self._below = [
             pn.Row(top_k, self.metric, self.uq_top, self.uq_method, self.uq_members, ensemble),
             pn.pane.Bokeh(self.curves.figure, sizing_mode="stretch_width"),
             self.pbt,
@@ -474,9 +482,17 @@ class DashboardView:
             pn.Card(self.analysis.view, title="Analysis: what matters in the search space",
                     sizing_mode="stretch_width"),
             self.planner.view,
-            sizing_mode="stretch_width", name="Dashboard",
-        )
+        ]
+        if pn.state.curdoc is None:
+            self.show_below()
         self._render()
+
+    def show_below(self) -> None:
+        """Add what lies below the first screen (curves, trials table, analysis, what-if):
+        sent once the browser drew the summary and the Gantt, so that a page opens in the
+        time its first screen takes."""
+        if not self.below.objects:
+            self.below.objects = self._below
 
     def _ensemble(self) -> None:
         self.monitor.ensemble(int(self.uq_top.value or 1), str(self.uq_method.value), int(self.uq_members.value or 0))
@@ -506,8 +522,9 @@ class DashboardView:
         best = m.best_row()
         self.curves.update(m.curves(shown), m.metric, m.states_of(shown),
                            None if best is None else int(best["trial_id"]), m.selected)
-        self.pbt.visible = m.population_based
-        self.objectives.visible = m.multi_objective
+        _show(self.pbt, [pn.pane.Bokeh(c.figure, sizing_mode="stretch_width") for c in (self.population, self.lineage)]
+              if m.population_based else [])
+        _show(self.objectives, [self.front, self.hypervolume] if m.multi_objective else [])
         front = m.pareto()
         if front is not None and front is not self._front_drawn:
             self._front_drawn = front
@@ -531,6 +548,12 @@ class DashboardView:
         status = m.status
         self.stop.disabled = status is None or not status.driver_alive
         self.resume.disabled = not m.can_resume()
+
+
+def _show(row: pn.Row, charts: list[Any]) -> None:
+    """``row`` holds ``charts`` (none: it holds nothing), changed only when that changes."""
+    if bool(row.objects) != bool(charts):
+        row.objects = charts
 
 
 def _summary_html(m: ExperimentMonitor, usage: Any) -> str:
@@ -668,11 +691,13 @@ class App(param.Parameterized):
         self.form_view = FormView(self.form, on_submit=self.open)
         self.dashboard = DashboardView(self.monitor)
         self._next_poll = 0.0  # monotonic time before which a poll does nothing
+        self._page_shown = pn.state.curdoc is None  # in a browser: polls start once the page is drawn
         self.browser_view = BrowserView(self.browser, on_open=self.open)
         self.tabs = pn.Tabs(self.form_view.view, self.dashboard.view, self.browser_view.view, dynamic=True,
                             sizing_mode="stretch_width")
-        if pn.state.curdoc is not None:  # the experiments list once the page shows (each status is a query)
-            pn.state.onload(self.browser.refresh)
+        self.tabs.param.watch(lambda _: self._list_experiments(), "active")
+        if pn.state.curdoc is not None:
+            pn.state.onload(self._shown)
         else:
             self.browser.refresh()
         if "digits_sklearn" in self.form.param.gallery.objects:  # start from a runnable example
@@ -687,30 +712,57 @@ class App(param.Parameterized):
         end = time.monotonic()
         self._next_poll = end + min(MAX_POLL_GAP, POLL_BACKOFF * (end - start))
 
+    def _shown(self) -> None:
+        """The browser drew the page: polls start (a running experiment's first redraw must
+        not reach the browser while it still draws the page), and the experiments list is read."""
+        self._page_shown = True
+        self.dashboard.show_below()
+        self._list_experiments()
+
+    def _list_experiments(self) -> None:
+        """Read the experiments list while its tab shows (each experiment's status is a
+        query: 50 ms for one of 100,000 trials)."""
+        if self.tabs.active == EXPERIMENTS_TAB and self._page_shown and _connected():
+            self.browser.refresh()
+
     def poll(self) -> None:
-        """Read the store and draw what changed. A poll that took ``t`` seconds (a 100,000
+        """Read the store and draw what changed. A read that took ``t`` seconds (a 100,000
         trial experiment) waits ``POLL_BACKOFF × t`` (at most :data:`MAX_POLL_GAP`) before the
-        next, so the server stays free to answer pages and clicks."""
+        next, so the server stays free to answer pages and clicks. The analysis charts keep
+        their own pace (:data:`ANALYSIS_SECONDS`): their cost does not delay the next read."""
         start = time.monotonic()
-        if start < self._next_poll:
+        if start < self._next_poll or not self._page_shown or not _connected():
             return
         try:
             self.monitor.refresh()
-            self.dashboard.analysis.update()  # here, not on opening: the page shows first
         except Exception:  # a store being replaced or removed: keep the session alive
             log.warning("dashboard refresh failed", exc_info=True)
+            return
         finally:
             end = time.monotonic()
             self._next_poll = end + min(MAX_POLL_GAP, POLL_BACKOFF * (end - start))
+        try:
+            self.dashboard.analysis.update()  # here, not on opening: the page shows first
+        except Exception:
+            log.warning("analysis update failed", exc_info=True)
 
     def panel(self) -> pn.viewable.Viewable:
         header = pn.pane.HTML("<h2 style='margin:0'>candle_lab</h2>", sizing_mode="stretch_width")
         layout = pn.Column(header, self.tabs, sizing_mode="stretch_width", styles={"padding": "0 1em"})
         if pn.state.curdoc is not None:
             pn.state.add_periodic_callback(self.poll, period=POLL_MS)
-            pn.state.add_periodic_callback(self.browser.refresh, period=BROWSER_POLL_MS)
+            pn.state.add_periodic_callback(self._list_experiments, period=BROWSER_POLL_MS)
             pn.state.on_session_destroyed(lambda _: self.monitor.close())
         return layout
+
+
+def _connected() -> bool:
+    """Whether a browser still shows this session's page: Bokeh keeps a closed page's
+    session (and runs its polls) for 15 s or more, time a busy server spends on the pages
+    being opened."""
+    context = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
+    session = getattr(context, "session", None)
+    return session is None or session.connection_count > 0
 
 
 def create_app(root: str = "", experiment: str | None = None) -> pn.viewable.Viewable:

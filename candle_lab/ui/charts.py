@@ -27,6 +27,33 @@ from candle_lab.monitor import QUEUE_LANE
 
 HEIGHT = 300
 GANTT_MAX_HEIGHT = 900
+GANTT_TITLE = "Trials per worker"
+GANTT_NAMED_LANES = 64  # past this many workers the lanes are too thin to name (the hover names the worker)
+
+
+def set_data(source: ColumnDataSource, data: dict[str, Any]) -> None:
+    """Give ``source`` these columns, sending the browser only those that changed: a tick
+    of a running 100,000-trial experiment moves the ends of the running bars, and the
+    other columns of 5,000 bars (and the charts that did not change) stay where they are."""
+    old = source.data
+    if set(old) != set(data) or any(len(old[k]) != len(v) for k, v in data.items()):
+        source.data = data
+        return
+    changed = {k: v for k, v in data.items() if not _same(old[k], v)}
+    if changed:
+        source.data.update(changed)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            return False
+        if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+            return np.array_equal(a, b, equal_nan=True)
+        return bool((a == b).all())
+    except (TypeError, ValueError):  # ragged columns (a multi-line's xs): sent again
+        return False
 
 
 def _figure(title: str, **kwargs: Any) -> Any:
@@ -49,13 +76,14 @@ class GanttChart:
             {k: [] for k in ("trial_id", "lane", "start", "end", "state", "colour", "objective", "outline", "trials")},
             name="gantt",
         )
-        self.figure = _figure("Trials per worker", y_range=FactorRange(),
+        self.figure = _figure(GANTT_TITLE, y_range=FactorRange(),
                               x_axis_label="seconds since the first trial was queued")
         self.figure.hbar(y="lane", left="start", right="end", height=0.8, fill_color="colour", line_color="outline",
                          line_width=2, source=self.source, nonselection_fill_alpha=1.0)
         self.figure.add_tools(
             TapTool(),
-            HoverTool(tooltips=[("trial", "@trial_id"), ("trials in this bar", "@trials"), ("state", "@state"),
+            HoverTool(tooltips=[("trial", "@trial_id"), ("worker", "@lane"), ("trials in this bar", "@trials"),
+                                ("state", "@state"),
                                 ("objective", "@objective{0.0000[0]}"), ("time", "@start{0.0} s – @end{0.0} s")]),
         )
 
@@ -67,8 +95,13 @@ class GanttChart:
             self.figure.y_range.factors = lanes
             # 24 px a lane up to GANTT_MAX_HEIGHT: 1,024 lanes would make a 25,000 px canvas
             self.figure.height = min(GANTT_MAX_HEIGHT, max(HEIGHT, 24 * len(lanes) + 110))
+            # 1,024 names on a 900 px axis: unreadable, and measuring them slows the page's opening
+            named = len(lanes) <= GANTT_NAMED_LANES
+            self.figure.yaxis.visible = named
+            many = f"{GANTT_TITLE} ({len(lanes):,}: hover a bar for its name)"
+            self.figure.title.text = GANTT_TITLE if named else many
         ids = rows["trial_id"].to_numpy()
-        self.source.data = {
+        set_data(self.source, {
             "trial_id": ids,
             "lane": rows["lane"].astype(str).to_numpy(),
             "start": rows["start"].to_numpy(dtype=float),
@@ -78,7 +111,7 @@ class GanttChart:
             "objective": rows["objective"].to_numpy(dtype=float),
             "outline": np.asarray(["black" if t == selected else None for t in ids], dtype=object),
             "trials": rows["trials"].to_numpy(dtype=int) if "trials" in rows else np.ones(len(rows), dtype=int),
-        }
+        })
 
 
 def state_legend_html() -> str:
@@ -108,9 +141,9 @@ class UtilizationChart:
         self.figure.line(x="time", y="workers", source=self.workers, line_dash="dotted", color="black")
 
     def update(self, series: pd.DataFrame, workers: int) -> None:
-        self.source.data = {"time": series["time"].to_numpy(float), "running": series["running"].to_numpy(float)}
+        set_data(self.source, {"time": series["time"].to_numpy(float), "running": series["running"].to_numpy(float)})
         end = float(series["time"].max()) if len(series) else 1.0
-        self.workers.data = {"time": [0.0, end], "workers": [workers, workers]}
+        set_data(self.workers, {"time": [0.0, end], "workers": [workers, workers]})
 
 
 class CurvesChart:
@@ -141,25 +174,25 @@ class CurvesChart:
         colours = ["#000000" if t == selected else "#d62728" if t == best else Category10_10[t % 10] for t in ids]
         widths = [4.0 if t in (best, selected) else 2.5 if states.get(t) == "running" else 1.5 for t in ids]
         self.figure.title.text = f"{metric} per epoch" + (" (red: best trial)" if best in curves else "")
-        self.source.data = {
+        set_data(self.source, {
             "xs": [curves[t]["step"].to_numpy(float) for t in ids],
             "ys": [curves[t]["value"].to_numpy(float) for t in ids],
             "trial_id": ids, "colour": colours, "width": widths, "state": [states.get(t, "") for t in ids],
-        }
+        })
         sizes = [len(curves[t]) for t in ids]
-        self.points.data = {
+        set_data(self.points, {
             "step": np.concatenate([curves[t]["step"].to_numpy(float) for t in ids]) if ids else [],
             "value": np.concatenate([curves[t]["value"].to_numpy(float) for t in ids]) if ids else [],
             "trial_id": np.repeat(ids, sizes),
             "colour": np.repeat(np.asarray(colours, dtype=object), sizes),
             "state": np.repeat(np.asarray([states.get(t, "") for t in ids], dtype=object), sizes),
-        }
+        })
         ended = [t for t in ids if states.get(t) in ("stopped", "failed") and len(curves[t])]
-        self.ends.data = {
+        set_data(self.ends, {
             "step": [float(curves[t]["step"].iloc[-1]) for t in ended],
             "value": [float(curves[t]["value"].iloc[-1]) for t in ended],
             "trial_id": ended, "state": [states[t] for t in ended],
-        }
+        })
 
 
 class PopulationChart(CurvesChart):
@@ -176,7 +209,7 @@ class PopulationChart(CurvesChart):
     def update_population(self, curves: dict[int, pd.DataFrame], jumps: pd.DataFrame, metric: str) -> None:
         self.update(curves, metric)
         self.figure.title.text = f"Population: {metric} per epoch (★ exploit)"
-        self.jumps.data = {k: jumps[k].to_numpy() for k in ("step", "value", "member", "donor")}
+        set_data(self.jumps, {k: jumps[k].to_numpy() for k in ("step", "value", "member", "donor")})
 
 
 class LineageChart:
@@ -197,12 +230,12 @@ class LineageChart:
 
     def update(self, line: pd.DataFrame) -> None:
         moved = line[line["interval"] > 0]
-        self.edges.data = {
+        set_data(self.edges, {
             "x0": (moved["interval"] - 1).to_numpy(float), "y0": moved["source"].to_numpy(float),
             "x1": moved["interval"].to_numpy(float), "y1": moved["member"].to_numpy(float),
             "colour": ["#d62728" if e else "#9e9e9e" for e in moved["exploit"]],
-        }
-        self.nodes.data = {k: line[k].to_numpy() for k in ("interval", "member", "objective", "trial_id")}
+        })
+        set_data(self.nodes, {k: line[k].to_numpy() for k in ("interval", "member", "objective", "trial_id")})
 
 
 class BestChart:
@@ -224,11 +257,11 @@ class BestChart:
     def update(self, curve: pd.DataFrame, label: str) -> None:
         self.figure.yaxis.axis_label = label
         rounds = curve["round"].to_numpy(float) if "round" in curve else np.full(len(curve), np.nan)
-        self.points.data = {
+        set_data(self.points, {
             "ended": curve["ended"].to_numpy(float), "objective": curve["objective"].to_numpy(float),
             "trial_id": curve["trial_id"].to_numpy(), "round": rounds, "colour": round_colours(rounds),
-        }
-        self.best.data = {"ended": curve["ended"].to_numpy(float), "best": curve["best"].to_numpy(float)}
+        })
+        set_data(self.best, {"ended": curve["ended"].to_numpy(float), "best": curve["best"].to_numpy(float)})
 
 
 class CompareChart:

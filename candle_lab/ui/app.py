@@ -423,6 +423,8 @@ class DashboardView:
         # PBT's population and lineage, several objectives' front and hypervolume: in the page
         # only of experiments that have them (charts not shown still cost the page's opening)
         self.pbt = pn.Row(sizing_mode="stretch_width")
+        self._pbt_charts = [pn.pane.Bokeh(c.figure, sizing_mode="stretch_width")
+                            for c in (self.population, self.lineage)]
         # plotly, drawn only when the monitor computed them again
         self.front = pn.pane.Plotly(None, sizing_mode="stretch_width", css_classes=["pareto-front"])
         self.hypervolume = pn.pane.Plotly(None, sizing_mode="stretch_width", css_classes=["pareto-hypervolume"])
@@ -522,8 +524,7 @@ class DashboardView:
         best = m.best_row()
         self.curves.update(m.curves(shown), m.metric, m.states_of(shown),
                            None if best is None else int(best["trial_id"]), m.selected)
-        _show(self.pbt, [pn.pane.Bokeh(c.figure, sizing_mode="stretch_width") for c in (self.population, self.lineage)]
-              if m.population_based else [])
+        _show(self.pbt, self._pbt_charts if m.population_based else [])
         _show(self.objectives, [self.front, self.hypervolume] if m.multi_objective else [])
         front = m.pareto()
         if front is not None and front is not self._front_drawn:

@@ -150,6 +150,9 @@ def test_fits_and_fitting() -> None:
     ends = {"fresh": 1000.0 + 3600, "short": 1000.0 + 180, "unknown": None}
     assert fitting(ends, predicted=60.0, now=1000.0, notice=100.0) == ["fresh", "unknown"]  # short: 80 < 60 + 30
     assert fitting(ends, predicted=60.0, now=1000.0, notice=10.0) == ["fresh", "short", "unknown"]
+    # a busy worker starts it once free: "short" has 170 s now, 80 s once its trial ends at 1090
+    busy = {"short": 1090.0, "fresh": 900.0}  # "fresh" was predicted to be free already
+    assert fitting(ends, predicted=60.0, now=1000.0, notice=10.0, free_at=busy) == ["fresh", "unknown"]
 
 
 # ------------------------------------------------------------------ SLURM's answers

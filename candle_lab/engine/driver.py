@@ -346,13 +346,34 @@ class Engine:
         key = -1.0 if predicted is None else predicted
         if fits_of is None or key not in fits_of:
             ends = {a: w.ends for a, w in workers.items() if a not in self._retiring}
-            allowed = tuple(ends if predicted is None else fitting(ends, predicted, time.time(), notice))
+            allowed = tuple(
+                ends if predicted is None else fitting(ends, predicted, now := time.time(), notice, self._free_at(now))
+            )
             found = None if len(allowed) == len(workers) else allowed
             if fits_of is None:
                 return None if found is None else (predicted, found)
             fits_of[key] = found
         found = fits_of[key]
         return None if found is None else (predicted, found)
+
+    def _free_at(self, now: float) -> dict[str, float]:
+        """When each busy worker is predicted to be free: its running trial's predicted end,
+        then the trials waiting for that worker alone (a trial queued behind another starts
+        later than now: seen in CI as a trial placed with time to spare that started without it)."""
+        free: dict[str, float] = {}
+        for trial in self.state.running.values():
+            predicted = self._durations.predict(trial.params)
+            if predicted is None:
+                continue
+            if trial.address and trial.started is not None:
+                free[trial.address] = max(free.get(trial.address, now), trial.started + predicted)
+        for trial_id, allowed in self._restricted.items():
+            waiting = self.state.running.get(trial_id)
+            if waiting is not None and waiting.started is None and len(allowed) == 1 and allowed[0] != FRESH_WORKER:
+                predicted = self._durations.predict(waiting.params)
+                if predicted is not None:
+                    free[allowed[0]] = max(free.get(allowed[0], now), now) + predicted
+        return free
 
     def _walltime_skip(self, t: Trial, predicted: float) -> None:
         """No worker has time for the trial: it waits for a fresh worker, and the idle

@@ -81,8 +81,15 @@ def fits(remaining: float, predicted: float, margin: float) -> bool:
     return remaining >= predicted + margin
 
 
-def fitting(ends: Mapping[str, float | None], predicted: float, now: float, notice: float) -> list[str]:
+def fitting(
+    ends: Mapping[str, float | None], predicted: float, now: float, notice: float,
+    free_at: Mapping[str, float] | None = None,
+) -> list[str]:
     """The workers (of ``address -> job end``) a trial predicted to take ``predicted`` fits
-    on; a worker whose end is unknown fits."""
-    margin = slack(predicted)
-    return [a for a, end in ends.items() if end is None or fits(usable(end, notice, now), predicted, margin)]
+    on; a worker whose end is unknown fits. A busy worker starts the trial only once it is
+    free (``free_at``: address -> when its trials are predicted to end)."""
+    margin, free_at = slack(predicted), free_at or {}
+    return [
+        a for a, end in ends.items()
+        if end is None or fits(usable(end, notice, max(now, free_at.get(a, now))), predicted, margin)
+    ]

@@ -361,18 +361,15 @@ class Engine:
         then the trials waiting for that worker alone (a trial queued behind another starts
         later than now: seen in CI as a trial placed with time to spare that started without it)."""
         free: dict[str, float] = {}
+        predict = self._durations.predict
         for trial in self.state.running.values():
-            predicted = self._durations.predict(trial.params)
-            if predicted is None:
-                continue
-            if trial.address and trial.started is not None:
+            if trial.address and trial.started is not None and (predicted := predict(trial.params)) is not None:
                 free[trial.address] = max(free.get(trial.address, now), trial.started + predicted)
         for trial_id, allowed in self._restricted.items():
             waiting = self.state.running.get(trial_id)
-            if waiting is not None and waiting.started is None and len(allowed) == 1 and allowed[0] != FRESH_WORKER:
-                predicted = self._durations.predict(waiting.params)
-                if predicted is not None:
-                    free[allowed[0]] = max(free.get(allowed[0], now), now) + predicted
+            if waiting is not None and waiting.started is None and len(allowed) == 1 \
+                    and (predicted := predict(waiting.params)) is not None:
+                free[allowed[0]] = free.get(allowed[0], now) + predicted
         return free
 
     def _walltime_skip(self, t: Trial, predicted: float) -> None:

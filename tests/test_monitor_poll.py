@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from candle_lab import api
 from candle_lab.store import DB_NAME, Store
@@ -137,3 +138,62 @@ def test_the_polls_summaries_agree_with_pandas_on_ties_gaps_and_both_directions(
     assert monitor.elapsed(trials, now=10_000.0) == 10_000.0 - 99.0  # a running trial ends "now"
     assert monitor.elapsed(trials[trials["state"] == "queued"]) is None
     assert monitor.top_trials(trials[trials["state"] == "failed"], 1).empty
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_polls_keep_counts_and_best_as_a_full_read_gives(tmp_path: Path, direction: str) -> None:
+    """Many polls of a search whose trials start, finish, fail, are sent again and appear
+    out of order: after each, the trials, the counts per state and the best trial are
+    those of a full read (the poll counts only the trials that reached a final state)."""
+    import random
+
+    from candle_lab import monitor as summaries
+
+    rng = random.Random(7)
+    path = api.create_experiment({**SPEC, "objective": {"metric": "objective", "direction": direction}}, tmp_path)
+    monitor = ExperimentMonitor(path=str(path))
+    state: dict[int, str] = {}
+    attempt: dict[int, int] = {}
+    clock = 1000.0
+    with Store(path / DB_NAME) as store:
+        for _ in range(25):
+            for _ in range(rng.randint(0, 6)):  # new trials
+                t = len(state)
+                store.add_trial(t, f"RUN{t:03d}", {"x": rng.random()}, queued=clock)
+                state[t], attempt[t] = "queued", 1
+            for t in [t for t, s in state.items() if s in ("queued", "running")]:
+                clock += 1.0
+                roll = rng.random()
+                if state[t] == "queued" and roll < 0.6:
+                    store.mark_running(t, attempt[t], worker="w", host="h", gpu=None, started=clock)
+                    state[t] = "running"
+                elif state[t] == "running" and roll < 0.3:
+                    value = round(rng.random(), 1)  # ties
+                    store.finish_trial(t, "completed", objective=value, started=clock - 1, ended=clock)
+                    state[t] = "completed"
+                elif state[t] == "running" and roll < 0.4:
+                    attempt[t] += 1
+                    store.requeue(t, attempt[t], "lost-worker", "worker lost")
+                    state[t] = "queued"
+                elif state[t] == "running" and roll < 0.45:
+                    store.finish_trial(t, "failed", reason="exception", started=clock - 1, ended=clock)
+                    state[t] = "failed"
+            store.commit()
+            monitor.refresh()
+            with Store(path / DB_NAME, readonly=True) as other:
+                full = other.trials_frame()
+            # the same values (a column with no value yet holds None or NaN, as in a full read)
+            got = monitor.trials[full.columns].reset_index(drop=True)
+            pd.testing.assert_frame_equal(*(f.astype(object).where(f.notna(), None) for f in (got, full)))
+            counts = summaries.state_counts(full)
+            status = monitor.status
+            assert (status.completed, status.failed, status.running) == (
+                counts["completed"], counts["failed"], counts["running"])
+            top = summaries.top_trials(full, 1, direction)
+            best = monitor.best_row()
+            if top.empty:
+                assert best is None and status.best is None
+            else:
+                assert best is not None and best["objective"] == top["objective"].iloc[0] == status.best
+    assert status.completed > 10 and status.failed > 0  # the walk reached each kind of change
+    monitor.close()

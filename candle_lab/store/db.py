@@ -326,11 +326,12 @@ class Store:
             query += f" WHERE state IN ({', '.join('?' * len(wanted))})"
             args = wanted
         elif newer_than is not None:
-            query += " WHERE trial_id > ?"
-            args = [newer_than]
+            # One indexed range and indexed look-ups, not one OR (a scan of every trial).
+            branches, args = [f"{query} WHERE trial_id > ?"], [newer_than]
             for chunk, marks in _in_chunks(ids):
-                query += f" OR trial_id IN ({marks})"
-                args += chunk
+                branches.append(f"{query} WHERE trial_id IN ({marks}) AND trial_id <= ?")
+                args += [*chunk, newer_than]
+            query = " UNION ALL ".join(branches)
         return self._db.execute(query + " ORDER BY trial_id", args).fetchall()
 
     def changes(self, ids: Sequence[int]) -> dict[int, tuple[str, int, float | None]]:

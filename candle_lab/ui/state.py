@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,32 @@ class ParetoView:
 
 
 @dataclass(frozen=True)
+class _Tally:
+    """What a poll would otherwise count again over every trial: the trials in each final
+    state and the best completed trial. A final state never changes, so each poll adds
+    only the trials that reached one."""
+
+    final: dict[str, int] = field(default_factory=dict)
+    best: tuple[float, int] | None = None  # (objective, trial_id) of the best completed trial
+
+    def add(self, trials: pd.DataFrame, direction: str) -> _Tally:
+        """This tally with ``trials`` counted too (those not in a final state are passed over)."""
+        if trials.empty:
+            return self
+        final = dict(self.final)
+        reached = trials[np.isin(trials["state"].to_numpy(dtype=object), list(FINAL_STATES))]
+        for state, n in monitor.state_counts(reached).items():
+            if n:
+                final[state] = final.get(state, 0) + n
+        best, top = self.best, monitor.top_trials(trials, 1, direction)
+        if not top.empty:
+            value = float(top["objective"].iloc[0])
+            if best is None or (value < best[0] if direction == "minimize" else value > best[0]):
+                best = (value, int(top["trial_id"].iloc[0]))
+        return _Tally(final, best)
+
+
+@dataclass(frozen=True)
 class _Read:
     """Where one session's reading of an experiment's store got to. A final state never
     changes, so a later session starts from here and reads only what changed since: the
@@ -64,6 +90,7 @@ class _Read:
     metrics: pd.DataFrame
     metrics_row: int
     gpu_samples: pd.DataFrame
+    tally: _Tally = field(default_factory=_Tally)
     memos: dict[str, tuple[pd.DataFrame, tuple[Any, ...], Any]] = field(default_factory=dict)
 
 
@@ -100,6 +127,7 @@ class ExperimentMonitor(param.Parameterized):
         self._gpu_samples = monitor.gpu_samples(pd.DataFrame())  # sys.gpu_util per trial, kept up to date
         self._tick = 0.0
         self._live: dict[int, tuple[Any, ...]] = {}  # trials not final: (state, attempt, started)
+        self._tally = _Tally()  # trials in final states, counted as they reach one
         self._memos: dict[str, tuple[pd.DataFrame, tuple[Any, ...], Any]] = {}  # shared with _Read
         self._read_key: tuple[Any, ...] | None = None
         self._pareto: tuple[tuple[Any, ...], float, ParetoView] | None = None  # (key, when, view)
@@ -120,6 +148,7 @@ class ExperimentMonitor(param.Parameterized):
             read = _Read(pd.DataFrame(), {}, pd.DataFrame(), 0, monitor.gpu_samples(pd.DataFrame()))
         self._data_version, self._metrics_row = None, read.metrics_row
         self._live, self._gpu_samples, self._memos = dict(read.live), read.gpu_samples, read.memos
+        self._tally = read.tally
         with param.parameterized.batch_call_watchers(self):
             self.param.update(
                 path=str(exp.path),
@@ -159,10 +188,11 @@ class ExperimentMonitor(param.Parameterized):
             self._gpu_samples = monitor.add_samples(self._gpu_samples, monitor.gpu_samples(new))
             metrics = new if metrics.empty else pd.concat([metrics, new], ignore_index=True)
         meta = self._store.meta()
-        counts = monitor.state_counts(trials)
-        best = self.best_row(trials)
+        live = Counter(state for state, *_ in self._live.values())
+        counts = {s: self._tally.final.get(s, 0) + live.get(s, 0) for s in monitor.STATE_ORDER}
+        best = self._tally.best
         status = self.experiment.status_of(
-            meta, len(trials), counts, None if best is None else best["objective"], monitor.elapsed(trials, now)
+            meta, len(trials), counts, None if best is None else best[0], monitor.elapsed(trials, now)
         )
         self._tick = now
         if trials is not self.trials:
@@ -181,7 +211,7 @@ class ExperimentMonitor(param.Parameterized):
         if self._read_key is None:
             return
         _reads[self._read_key] = _Read(trials, dict(self._live), metrics, self._metrics_row, self._gpu_samples,
-                                       self._memos)
+                                       self._tally, self._memos)
         _reads.move_to_end(self._read_key)
         while len(_reads) > SHARED_READS:
             _reads.popitem(last=False)
@@ -194,25 +224,18 @@ class ExperimentMonitor(param.Parameterized):
         old = self.trials
         if old.empty or "trial_id" not in old:
             fresh = self._store.trials_frame()
-            self._live = _live_keys(fresh)
+            self._live, self._tally = _live_keys(fresh), _Tally().add(fresh, self.direction)
             return fresh
         now = self._store.changes(list(self._live))
         moved = [t for t, seen in self._live.items() if now.get(t) != seen]
-        last = int(old["trial_id"].iloc[-1])
-        fresh = self._store.trials_frame(newer_than=last, ids=moved)
+        fresh = self._store.trials_frame(newer_than=int(old["trial_id"].iloc[-1]), ids=moved)
         if fresh.empty:
             return old
         for t in moved:
             del self._live[t]
         self._live.update(_live_keys(fresh))
-        # One concatenation, then one take: the latest row of each trial, in trial order.
-        merged = pd.concat([old, fresh], ignore_index=True)
-        ids = merged["trial_id"].to_numpy()
-        latest = np.ones(len(ids), dtype=bool)
-        again = fresh["trial_id"].to_numpy()
-        latest[np.searchsorted(ids[: len(old)], again[again <= last])] = False
-        order = np.argsort(ids[latest], kind="stable")
-        return merged.take(np.flatnonzero(latest)[order]).reset_index(drop=True).infer_objects()
+        self._tally = self._tally.add(fresh, self.direction)
+        return _merged(old, fresh)
 
     def _curve_metric(self) -> str:
         """Keep the chosen metric while trials report it; else the objective's, else a loss."""
@@ -228,9 +251,16 @@ class ExperimentMonitor(param.Parameterized):
         return self.spec.objective.direction if self.spec else "minimize"
 
     def best_row(self, trials: pd.DataFrame | None = None) -> pd.Series | None:
-        trials = self.trials if trials is None else trials
-        best = monitor.top_trials(trials, 1, self.direction)
-        return None if best.empty else best.iloc[0]
+        """The best completed trial of ``trials``; of this experiment's trials by default,
+        found from the tally, not by a pass over every trial."""
+        if trials is not None and trials is not self.trials:
+            best = monitor.top_trials(trials, 1, self.direction)
+            return None if best.empty else best.iloc[0]
+        if self._tally.best is None or self.trials.empty:
+            return None
+        ids = self.trials["trial_id"].to_numpy()
+        at = int(np.searchsorted(ids, self._tally.best[1]))
+        return self.trials.iloc[at] if at < len(ids) and ids[at] == self._tally.best[1] else None
 
     def _memo(self, name: str, compute: Any, *key: Any) -> Any:
         """``compute()``, again only when the trials frame (or ``key``) changed: a tick that
@@ -553,6 +583,26 @@ def _rounded(value: Any, digits: int) -> Any:
     if isinstance(value, float) and np.isfinite(value) and value != 0:
         return round(value, digits - 1 - int(np.floor(np.log10(abs(value)))))
     return value
+
+
+def _merged(old: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """``old`` with the rows of ``fresh`` (both in trial order) in place of the trials' older
+    rows and the new trials after them. Only the rows from the first trial that moved on
+    are put together again: running trials are the latest, so that is a short tail, and a
+    poll at 100,000 trials costs one concatenation."""
+    ids, again = old["trial_id"].to_numpy(), fresh["trial_id"].to_numpy()
+    cut = int(np.searchsorted(ids, again[0]))
+    tail = fresh
+    if cut < len(old):
+        tail = pd.concat([old.iloc[cut:], fresh], ignore_index=True)
+        order = np.argsort(tail["trial_id"].to_numpy(), kind="stable")  # a trial's fresh row after its old one
+        in_order = tail["trial_id"].to_numpy()[order]
+        tail = tail.take(order[np.append(in_order[1:] != in_order[:-1], True)])
+    merged = pd.concat([old.iloc[:cut], tail], ignore_index=True)
+    for column in fresh.columns:  # e.g. a column that held only None until now
+        if column in old and old[column].dtype != fresh[column].dtype:
+            merged[column] = merged[column].infer_objects()
+    return merged
 
 
 def _live_keys(trials: pd.DataFrame) -> dict[int, tuple[Any, ...]]:

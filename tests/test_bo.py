@@ -139,3 +139,35 @@ def test_the_gp_sees_heavy_tailed_values_through_a_monotone_warp() -> None:
     spread = lambda v: float(np.ptp(v[best]) / np.ptp(v))  # noqa: E731
     assert spread(z) < 0.04 and spread(w) > 0.2, (spread(z), spread(w))
     np.testing.assert_allclose(warp(y[:5]), (y[:5] - y[:5].mean()) / y[:5].std())  # too few: standardized only
+
+
+def test_the_trust_region_grows_on_improvements_shrinks_on_stalls_and_starts_again() -> None:
+    from candle_lab.optimizers.bo import TrustRegion
+
+    region = TrustRegion().told(10.0, patience=5)  # the first value only sets the best
+    assert (region.length, region.best) == (0.8, 10.0)
+    for value in (9.0, 8.0, 7.0):  # three improvements in a row: the side doubles
+        region = region.told(value, patience=5)
+    assert region.length == 1.6 and region.best == 7.0
+    assert region.told(6.0, 5).told(5.0, 5).told(4.0, 5).length == 1.6  # never past LONGEST
+    for _ in range(5):  # five values without an improvement (6.999 is within the 0.1 % margin): it halves
+        region = region.told(6.999, patience=5)
+    assert region.length == 0.8 and region.best == 6.999
+    for _ in range(5 * 7):  # after seven more halvings it is below SHORTEST: it starts again
+        region = region.told(8.0, patience=5)
+    assert region.length == TrustRegion.START
+
+
+def test_half_the_candidates_lie_in_the_trust_region_around_the_best_point() -> None:
+    opt = BayesOptimizer(spec(MIXED).space.search_space(), initial_points=4, seed=1)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((12, opt._width)), rng.random(12)
+    opt._region = opt._region.__class__(length=0.1, best=float(y.min()))
+    pool = opt._candidates(X, y, 400)
+    box = pool[:200]
+    best = X[np.argmin(y)]
+    for col in opt._columns:
+        if col.kind != "cat":  # within half a side of the best point (integers snapped onto their lattice)
+            slack = 0.05 + (0.5 / col.steps if col.steps else 0.0)
+            assert (np.abs(box[:, col.start] - best[col.start]) <= slack + 1e-9).all(), col.param.name
+    assert np.ptp(pool[200:, opt._columns[0].start]) > 0  # the other half: perturbations, not all one point

@@ -18,6 +18,11 @@ adapter drives them itself instead of through ``skopt.Optimizer``, for speed:
   share leaves with the points already picked;
 * qLCB gives each point of a round its own exploration weight, drawn from an
   exponential distribution, as mlrMBO's qLCB does;
+* a trust region (TuRBO's rule, over the told values in the order they came): half of
+  the candidates are drawn uniformly in a box around the best point, whose side doubles
+  after three improvements in a row and halves after ``max(4, dimensions)`` told points
+  without one, so that the search closes in where the surrogate's fit is poor (rugged,
+  asymmetric landscapes) instead of spreading over the whole space;
 * the GP models the told values through a power transform fitted to them (Yeo-Johnson,
   as HEBO does), so that a few huge values (diverged trainings, narrow valleys) do not
   flatten the rest of the landscape;
@@ -40,7 +45,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -66,6 +71,38 @@ TREE_MAX_SAMPLES = 384  # bagged trees see at most this many points each
 LIKELY = 0.5  # constraints: candidates less likely feasible than this are passed over while others are not
 PAREGO_RHO = 0.05  # the augmented Chebyshev scalarisation's weight of the sum
 INACTIVE = 0.5  # conditional spaces: where an absent parameter sits in the unit space (its middle)
+
+
+@dataclass(frozen=True)
+class TrustRegion:
+    """The side of the box (in the unit space) around the best point that half of each
+    round's candidates are drawn from, kept over the told values in the order they came
+    (TuRBO's rule: Eriksson et al., 2019)."""
+
+    length: float = 0.8
+    best: float = math.inf
+    wins: int = 0  # improvements in a row
+    losses: int = 0  # told values in a row that did not improve
+
+    START, LONGEST, SHORTEST, WINS = 0.8, 1.6, 0.5**7, 3
+
+    def told(self, value: float, patience: int) -> TrustRegion:
+        """After one more told value: the side doubles after WINS improvements in a row,
+        halves after ``patience`` values without one, and starts again below SHORTEST."""
+        if not math.isfinite(self.best):
+            return replace(self, best=value)
+        if value < self.best - 1e-3 * abs(self.best):
+            wins, losses = self.wins + 1, 0
+        else:
+            wins, losses = 0, self.losses + 1
+        length = self.length
+        if wins >= self.WINS:
+            length, wins = min(2 * length, self.LONGEST), 0
+        if losses >= patience:
+            length, losses = length / 2, 0
+        if length < self.SHORTEST:
+            length = self.START
+        return TrustRegion(length, min(self.best, value), wins, losses)
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,7 @@ class BayesOptimizer:
         self._c: list[bool] = []  # ... and whether they were feasible
         self._pending: dict[str, np.ndarray] = {}
         self._design = self._initial_design(initial_points)
+        self._region = TrustRegion()
         self._cheap = False  # degraded: proposals could not keep up with the workers
         self._kernel: Any = None  # the GP kernel of the last hyperparameter fit (warm start)
         self._kernel_told = 0
@@ -186,6 +224,10 @@ class BayesOptimizer:
                 self._Y.append(tuple(obs.losses))
             self._X.append(row)
             self._y.append(float(obs.loss))
+            if len(self._y) <= self._n_initial:  # the design's values set the best, they do not count
+                self._region = replace(self._region, best=min(self._region.best, float(obs.loss)))
+            else:
+                self._region = self._region.told(float(obs.loss), max(4, self._width))
         if len(self._y) >= self._n_initial:  # enough data (e.g. a warm start): no more design points
             self._design.clear()
 
@@ -309,8 +351,12 @@ class BayesOptimizer:
     def _random_rows(self, n: int) -> list[np.ndarray]:
         return list(self._uniform(n))
 
-    def _uniform(self, n: int) -> np.ndarray:
+    def _uniform(self, n: int, around: np.ndarray | None = None, side: float = 1.0) -> np.ndarray:
+        """Uniform rows; ``around``: in the box of that ``side`` centred there (categories
+        are drawn from all their choices)."""
         rows = self._rng.random((n, self._width))
+        if around is not None:
+            rows = np.clip(around + (rows - 0.5) * side, 0.0, 1.0)
         for col in self._columns:
             if col.kind == "cat":
                 block = np.zeros((n, col.width))
@@ -453,10 +499,11 @@ class BayesOptimizer:
         return PickRule("LCB" if self._acq == "qLCB" else self._acq, kappa, xi)
 
     def _candidates(self, X: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-        """Half uniform, half perturbations of the five best points."""
+        """Half uniform in the trust region's box around the best point (categories drawn
+        from all), half perturbations of the five best points."""
         n_local = n // 2
         top = X[np.argsort(y)[: max(1, min(5, len(y)))]]
-        return np.vstack([self._uniform(n - n_local), self._local(top, n_local)])
+        return np.vstack([self._uniform(n - n_local, top[0], self._region.length), self._local(top, n_local)])
 
     def _gp(self, X: np.ndarray, y: np.ndarray) -> Any:
         """A GP on the told points. Its hyperparameters are refit every round while the

@@ -86,11 +86,15 @@ class TrustRegion:
 
     START, LONGEST, SHORTEST, WINS = 0.8, 1.6, 0.5**7, 3
 
+    def seen(self, value: float) -> TrustRegion:
+        """A value that sets the best without counting (the initial design's)."""
+        return replace(self, best=min(self.best, value))
+
     def told(self, value: float, patience: int) -> TrustRegion:
         """After one more told value: the side doubles after WINS improvements in a row,
         halves after ``patience`` values without one, and starts again below SHORTEST."""
         if not math.isfinite(self.best):
-            return replace(self, best=value)
+            return self.seen(value)
         if value < self.best - 1e-3 * abs(self.best):
             wins, losses = self.wins + 1, 0
         else:
@@ -224,10 +228,8 @@ class BayesOptimizer:
                 self._Y.append(tuple(obs.losses))
             self._X.append(row)
             self._y.append(float(obs.loss))
-            if len(self._y) <= self._n_initial:  # the design's values set the best, they do not count
-                self._region = replace(self._region, best=min(self._region.best, float(obs.loss)))
-            else:
-                self._region = self._region.told(float(obs.loss), max(4, self._width))
+            self._region = (self._region.seen(obs.loss) if len(self._y) <= self._n_initial
+                            else self._region.told(obs.loss, max(4, self._width)))
         if len(self._y) >= self._n_initial:  # enough data (e.g. a warm start): no more design points
             self._design.clear()
 

@@ -595,8 +595,9 @@ def _merged(old: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
     tail = fresh
     if cut < len(old):
         tail = pd.concat([old.iloc[cut:], fresh], ignore_index=True)
-        order = np.argsort(tail["trial_id"].to_numpy(), kind="stable")  # a trial's fresh row after its old one
-        in_order = tail["trial_id"].to_numpy()[order]
+        tail_ids = tail["trial_id"].to_numpy()
+        order = np.argsort(tail_ids, kind="stable")  # a trial's fresh row after its old one
+        in_order = tail_ids[order]
         tail = tail.take(order[np.append(in_order[1:] != in_order[:-1], True)])
     merged = pd.concat([old.iloc[:cut], tail], ignore_index=True)
     for column in fresh.columns:  # e.g. a column that held only None until now
